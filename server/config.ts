@@ -1,0 +1,76 @@
+/**
+ * The hub's command line: flags, their environment variables, defaults and validation.
+ */
+import { availableParallelism } from 'node:os';
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+
+export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'wasm'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const MiB = 1024 * 1024;
+
+const ConfigSchema = z.object({
+  zmq: z.string().min(1),
+  httpPort: z.coerce.number().int().min(0).max(65535),
+  httpHost: z.string().min(1),
+  workers: z.coerce.number().int().min(1).max(64),
+  engine: z.enum(ENGINE_CHOICES),
+  modelDir: z.string().min(1),
+  maxImageBytes: z.coerce.number().int().min(1024),
+  maxPixels: z.coerce.number().int().min(1),
+  maxBatch: z.coerce.number().int().min(1).max(64),
+  preprocessWorkers: z.coerce.number().int().min(1).max(16),
+  graceMs: z.coerce.number().int().min(0),
+  logLevel: z.enum(LOG_LEVELS),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export function defaultWorkers(): number {
+  return Math.max(1, availableParallelism());
+}
+
+function buildCommand(): Command {
+  const opt = (flags: string, description: string, env: string, value: unknown) =>
+    new Option(flags, description).env(env).default(value);
+  return new Command('resnet-hub')
+    .description('ResNet50 image classification over ZeroMQ (seed-compatible) and HTTP')
+    .addOption(opt('--zmq <endpoint>', 'ZeroMQ ROUTER endpoint to bind', 'HUB_ZMQ', 'tcp://*:5576'))
+    .addOption(opt('--http-port <port>', 'HTTP port for the web UI and API (0 picks a free one)', 'HUB_HTTP_PORT', 8080))
+    .addOption(opt('--http-host <host>', 'HTTP address to bind', 'HUB_HTTP_HOST', '0.0.0.0'))
+    .addOption(opt('--workers <n>', 'inference worker threads', 'HUB_WORKERS', defaultWorkers()))
+    .addOption(
+      new Option('--engine <engine>', 'inference engine in the workers')
+        .choices(ENGINE_CHOICES)
+        .env('HUB_ENGINE')
+        .default('auto'),
+    )
+    .addOption(opt('--model-dir <dir>', 'model store to serve (generated when missing)', 'HUB_MODEL_DIR', 'models/resnet50'))
+    .addOption(opt('--max-image-bytes <n>', 'largest accepted image, in bytes', 'HUB_MAX_IMAGE_BYTES', 20 * MiB))
+    .addOption(opt('--max-pixels <n>', 'largest accepted image, in pixels (checked before decoding)', 'HUB_MAX_PIXELS', 40_000_000))
+    .addOption(opt('--max-batch <n>', 'most requests one worker runs as one batch', 'HUB_MAX_BATCH', 1))
+    .addOption(opt('--preprocess-workers <n>', 'image decoding worker threads', 'HUB_PREPROCESS_WORKERS', 1))
+    .addOption(opt('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long to wait for requests in flight', 'HUB_GRACE_MS', 10_000))
+    .addOption(
+      new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).env('HUB_LOG_LEVEL').default('info'),
+    )
+    .showHelpAfterError();
+}
+
+/** Parses argv (as process.argv) and the environment into a validated Config; exits on bad input. */
+export function parseConfig(argv: readonly string[]): Config {
+  const command = buildCommand();
+  command.parse(argv as string[]);
+  const result = ConfigSchema.safeParse(command.opts());
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `--${kebab(String(issue.path[0]))}: ${issue.message}`);
+    return command.error(`invalid options:\n  ${problems.join('\n  ')}`);
+  }
+  return result.data;
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}

@@ -1,0 +1,29 @@
+/**
+ * ResNet50 through TensorFlow.js, on the tfjs-node (libtensorflow) or WebAssembly backend.
+ */
+import type { Tensor } from '@tensorflow/tfjs';
+import { loadLayersModelFromStore } from '../../models/tools/store.ts';
+import { INPUT_SIZE, toCaffeInput } from '../../shared/caffe.ts';
+import type { Engine } from './engine.ts';
+import { loadTfjs } from './tfjs-runtime.ts';
+
+export async function createTfjsEngine(name: 'tfjs-node' | 'wasm', modelDir: string): Promise<Engine> {
+  const tf = await loadTfjs(name);
+  const model = await loadLayersModelFromStore(tf, modelDir);
+  return {
+    name,
+    async infer(rgb, batch) {
+      const input = tf.tensor4d(toCaffeInput(rgb, batch), [batch, INPUT_SIZE, INPUT_SIZE, 3]);
+      const output = model.predict(input) as Tensor;
+      try {
+        return (await output.data()) as Float32Array;
+      } finally {
+        input.dispose();
+        output.dispose();
+      }
+    },
+    dispose() {
+      model.dispose();
+    },
+  };
+}

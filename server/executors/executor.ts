@@ -1,0 +1,36 @@
+/**
+ * The hinge of the design: what the scheduler knows of anything that runs the model. A local
+ * worker thread and a volunteer's browser tab both look like this, so the scheduler never
+ * knows where a batch runs.
+ */
+import type { TopK } from '../../shared/labels.ts';
+import type { ExecutorInfo, ExecutorKind } from '../../shared/protocol/classify.ts';
+
+export interface BatchResult {
+  /** One top-k per image, in the order the images were given. */
+  results: TopK[];
+  /** Time the executor itself spent on the batch. */
+  inferenceMs: number;
+}
+
+export interface Executor {
+  readonly id: string;
+  readonly kind: ExecutorKind;
+  readonly engine: string;
+  /** Most images it takes in one batch. */
+  readonly maxBatch: number;
+  /** Batches it runs at once. */
+  readonly capacity: number;
+  /** Whether it may be given work now (warm, not quarantined, not leaving). */
+  readonly available: boolean;
+  /** Expected time from handing over a batch of this size to its result. */
+  expectedServiceMs(batchSize: number): number;
+  /** Runs one batch of preprocessed 224×224×3 RGB images. Rejects when the batch failed. */
+  run(images: readonly Uint8Array[]): Promise<BatchResult>;
+  /** Called whenever `available` may have changed, so the scheduler can look again. */
+  onAvailabilityChange(listener: () => void): void;
+}
+
+export function describeExecutor(executor: Executor): ExecutorInfo {
+  return { kind: executor.kind, id: executor.id, engine: executor.engine };
+}

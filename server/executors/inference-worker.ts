@@ -1,0 +1,67 @@
+/**
+ * Entry point of an inference worker thread: loads the engine and the model once, warms up,
+ * then runs batches as the main thread sends them, one at a time.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { NUM_CLASSES, topK } from '../../shared/labels.ts';
+import { INPUT_SIZE } from '../../shared/caffe.ts';
+import { createEngine } from '../engines/create-engine.ts';
+import type { Engine } from '../engines/engine.ts';
+import type { InferRequest, InferenceWorkerData, WorkerToMain } from './worker-protocol.ts';
+
+const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+const port = parentPort!;
+const data = workerData as InferenceWorkerData;
+
+function post(message: WorkerToMain, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+async function warmUp(engine: Engine): Promise<number> {
+  const blank = new Uint8Array(IMAGE_BYTES).fill(128);
+  await engine.infer(blank, 1); // the first run compiles kernels and allocates; not representative
+  const started = performance.now();
+  await engine.infer(blank, 1);
+  return performance.now() - started;
+}
+
+async function runBatch(engine: Engine, request: InferRequest): Promise<void> {
+  try {
+    if (request.rgb.length !== request.batch * IMAGE_BYTES) {
+      throw new Error(`batch of ${request.batch} needs ${request.batch * IMAGE_BYTES} bytes, got ${request.rgb.length}`);
+    }
+    const started = performance.now();
+    const probabilities = await engine.infer(request.rgb, request.batch);
+    const inferenceMs = performance.now() - started;
+    const indices = new Int32Array(request.batch * data.topK);
+    const topProbabilities = new Float32Array(request.batch * data.topK);
+    for (let i = 0; i < request.batch; i++) {
+      const top = topK(probabilities.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES), data.topK);
+      indices.set(top.indices, i * data.topK);
+      topProbabilities.set(top.probabilities, i * data.topK);
+    }
+    post({ type: 'result', batchId: request.batchId, indices, probabilities: topProbabilities, inferenceMs }, [
+      indices.buffer,
+      topProbabilities.buffer,
+    ]);
+  } catch (error) {
+    post({ type: 'failed', batchId: request.batchId, message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+async function main(): Promise<void> {
+  const loadStarted = performance.now();
+  const engine = await createEngine(data.engine, data.modelDir);
+  const loadMs = performance.now() - loadStarted;
+  const warmupMs = await warmUp(engine);
+  // Batches run one after another: the engine already uses the cores it was given.
+  let chain = Promise.resolve();
+  port.on('message', (request: InferRequest) => {
+    chain = chain.then(() => runBatch(engine, request));
+  });
+  post({ type: 'ready', engine: engine.name, warmupMs, loadMs });
+}
+
+main().catch((error: unknown) => {
+  post({ type: 'fatal', message: error instanceof Error ? error.message : String(error) });
+});

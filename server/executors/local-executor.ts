@@ -1,0 +1,169 @@
+/**
+ * An executor backed by one inference worker thread on this machine.
+ */
+import { Worker } from 'node:worker_threads';
+import { INPUT_SIZE } from '../../shared/caffe.ts';
+import type { TopK } from '../../shared/labels.ts';
+import type { EngineChoice } from '../config.ts';
+import type { BatchResult, Executor } from './executor.ts';
+import { ServiceTimeEstimate } from './service-time.ts';
+import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
+
+const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
+
+export interface LocalExecutorOptions {
+  id: string;
+  engine: EngineChoice;
+  modelDir: string;
+  maxBatch: number;
+  topK: number;
+}
+
+interface Pending {
+  batch: number;
+  resolve: (result: BatchResult) => void;
+  reject: (error: Error) => void;
+}
+
+export type LocalExecutorState = 'starting' | 'ready' | 'stopping' | 'exited';
+
+export class LocalExecutor implements Executor {
+  readonly kind = 'local';
+  readonly capacity = 1;
+  readonly id: string;
+  readonly maxBatch: number;
+  engine = 'starting';
+  state: LocalExecutorState = 'starting';
+  warmupMs = 0;
+  loadMs = 0;
+  batchesDone = 0;
+  imagesDone = 0;
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners: Array<() => void> = [];
+  private readonly exitListeners: Array<(reason: string) => void> = [];
+  private readonly estimate = new ServiceTimeEstimate(1000);
+  private readonly topK: number;
+  private nextBatchId = 1;
+  private readonly ready: Promise<void>;
+
+  constructor(options: LocalExecutorOptions) {
+    this.id = options.id;
+    this.maxBatch = options.maxBatch;
+    this.topK = options.topK;
+    const workerData: InferenceWorkerData = {
+      workerId: options.id,
+      engine: options.engine,
+      modelDir: options.modelDir,
+      topK: options.topK,
+    };
+    this.worker = new Worker(WORKER_URL, { workerData, name: options.id });
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.on('message', (message: WorkerToMain) => {
+        if (message.type === 'ready') {
+          this.engine = message.engine;
+          this.warmupMs = message.warmupMs;
+          this.loadMs = message.loadMs;
+          this.estimate.observe(1, message.warmupMs);
+          this.setState('ready');
+          resolve();
+        } else if (message.type === 'fatal') {
+          reject(new Error(`worker ${this.id} failed to start: ${message.message}`));
+          void this.worker.terminate();
+        } else {
+          this.onBatchMessage(message);
+        }
+      });
+      this.worker.on('error', (error) => reject(error));
+      this.worker.on('exit', (code) => {
+        const reason = `worker ${this.id} exited with code ${code}`;
+        reject(new Error(reason));
+        this.onExit(reason);
+      });
+    });
+  }
+
+  /** Resolves once the worker has loaded its engine and model and is warm. */
+  whenReady(): Promise<void> {
+    return this.ready;
+  }
+
+  get available(): boolean {
+    return this.state === 'ready';
+  }
+
+  get busy(): boolean {
+    return this.pending.size > 0;
+  }
+
+  get perImageMs(): number {
+    return this.estimate.perImage;
+  }
+
+  expectedServiceMs(batchSize: number): number {
+    return this.estimate.expectedMs(batchSize);
+  }
+
+  onAvailabilityChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  onExitOnce(listener: (reason: string) => void): void {
+    this.exitListeners.push(listener);
+  }
+
+  run(images: readonly Uint8Array[]): Promise<BatchResult> {
+    if (this.state !== 'ready') return Promise.reject(new Error(`worker ${this.id} is ${this.state}`));
+    const rgb = new Uint8Array(images.length * IMAGE_BYTES);
+    images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
+    const batchId = this.nextBatchId++;
+    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length };
+    return new Promise((resolve, reject) => {
+      this.pending.set(batchId, { batch: images.length, resolve, reject });
+      this.worker.postMessage(request, [rgb.buffer]);
+    });
+  }
+
+  /** Stops the worker; batches still running are failed (the scheduler re-queues them). */
+  async stop(): Promise<void> {
+    if (this.state === 'exited') return;
+    this.setState('stopping');
+    await this.worker.terminate();
+  }
+
+  private onBatchMessage(message: Exclude<WorkerToMain, { type: 'ready' | 'fatal' }>): void {
+    const pending = this.pending.get(message.batchId);
+    if (!pending) return;
+    this.pending.delete(message.batchId);
+    if (message.type === 'failed') {
+      pending.reject(new Error(`worker ${this.id}: ${message.message}`));
+      return;
+    }
+    this.estimate.observe(pending.batch, message.inferenceMs);
+    this.batchesDone++;
+    this.imagesDone += pending.batch;
+    const results: TopK[] = [];
+    for (let i = 0; i < pending.batch; i++) {
+      const from = i * this.topK;
+      results.push({
+        indices: Array.from(message.indices.subarray(from, from + this.topK)),
+        probabilities: Array.from(message.probabilities.subarray(from, from + this.topK)),
+      });
+    }
+    pending.resolve({ results, inferenceMs: message.inferenceMs });
+  }
+
+  private onExit(reason: string): void {
+    const wasStopping = this.state === 'stopping';
+    this.setState('exited');
+    for (const pending of this.pending.values()) pending.reject(new Error(reason));
+    this.pending.clear();
+    if (!wasStopping) for (const listener of this.exitListeners) listener(reason);
+  }
+
+  private setState(state: LocalExecutorState): void {
+    this.state = state;
+    for (const listener of this.listeners) listener();
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * Messages between the hub's main thread and an inference worker thread. Images and results
+ * travel as transferred buffers, so nothing is copied between threads.
+ */
+import type { EngineChoice } from '../config.ts';
+import type { EngineName } from '../engines/engine.ts';
+
+export interface InferenceWorkerData {
+  workerId: string;
+  engine: EngineChoice;
+  modelDir: string;
+  /** Top-k computed in the worker, so only a few numbers per image come back. */
+  topK: number;
+}
+
+export interface InferRequest {
+  type: 'infer';
+  batchId: number;
+  /** `batch` images of 224×224×3 RGB, one after another. */
+  rgb: Uint8Array;
+  batch: number;
+}
+
+export type WorkerToMain =
+  | { type: 'ready'; engine: EngineName; warmupMs: number; loadMs: number }
+  | { type: 'result'; batchId: number; indices: Int32Array; probabilities: Float32Array; inferenceMs: number }
+  | { type: 'failed'; batchId: number; message: string }
+  | { type: 'fatal'; message: string };

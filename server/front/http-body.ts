@@ -1,0 +1,68 @@
+/**
+ * Reads an HTTP request body into memory, refusing it as soon as it passes a size limit.
+ */
+import type { IncomingMessage } from 'node:http';
+import busboy from 'busboy';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+
+export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(request.headers['content-length'] ?? 0);
+  if (declared > limit) {
+    return Promise.reject(new ServiceError('payload_too_large', `the body is ${declared} bytes; the limit is ${limit}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        request.removeAllListeners('data');
+        request.resume();
+        reject(new ServiceError('payload_too_large', `the body is over the limit of ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve(Buffer.concat(chunks, size)));
+    request.on('error', reject);
+  });
+}
+
+export interface UploadedFile {
+  bytes: Buffer;
+  fields: Record<string, string>;
+}
+
+/** The first file of a multipart/form-data body (field `file`), and its text fields. */
+export function readMultipartFile(request: IncomingMessage, limit: number): Promise<UploadedFile> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: request.headers, limits: { fileSize: limit, files: 1, fields: 20 } });
+    } catch (error) {
+      reject(new ServiceError('invalid_request', `bad multipart request: ${error instanceof Error ? error.message : String(error)}`));
+      return;
+    }
+    const fields: Record<string, string> = {};
+    let file: Promise<Buffer> | undefined;
+    parser.on('field', (name, value) => (fields[name] = value));
+    parser.on('file', (name, stream) => {
+      if (name !== 'file' || file) {
+        stream.resume();
+        return;
+      }
+      file = new Promise((resolveFile, rejectFile) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('limit', () => rejectFile(new ServiceError('payload_too_large', `the file is over the limit of ${limit} bytes`)));
+        stream.on('close', () => resolveFile(Buffer.concat(chunks)));
+      });
+    });
+    parser.on('error', (error: Error) => reject(new ServiceError('invalid_request', `bad multipart request: ${error.message}`)));
+    parser.on('close', () => {
+      if (!file) reject(new ServiceError('invalid_request', 'the multipart request has no field "file"'));
+      else file.then((bytes) => resolve({ bytes, fields }), reject);
+    });
+    request.pipe(parser);
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * The HTTP side of the hub: health and readiness probes, the classify API (raw image,
+ * multipart upload, or the ZeroMQ JSON), and status.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULT_TOP, MAX_TOP } from '../../shared/labels.ts';
+import type { Reply } from '../../shared/protocol/classify.ts';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+import type { ErrorCode } from '../../shared/protocol/errors.ts';
+import type { Hub } from '../hub.ts';
+import type { Logger } from '../log.ts';
+import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
+import type { AdmissionLimits, AdmittedRequest } from './admission.ts';
+import { readBody, readMultipartFile } from './http-body.ts';
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  invalid_json: 400,
+  invalid_request: 400,
+  invalid_frames: 400,
+  invalid_base64: 400,
+  invalid_top: 400,
+  payload_too_large: 413,
+  too_many_pixels: 413,
+  unsupported_image: 415,
+  corrupt_image: 422,
+  not_ready: 503,
+  overloaded: 503,
+  shutting_down: 503,
+  timeout: 504,
+  internal: 500,
+};
+
+export interface HttpFrontOptions {
+  limits: AdmissionLimits;
+  status: () => unknown;
+}
+
+export class HttpFront {
+  private readonly server: Server;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly options: HttpFrontOptions,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer((request, response) => {
+      this.route(request, response).catch((error: unknown) => {
+        this.log.error({ err: error, url: request.url }, 'HTTP handler failed');
+        if (!response.headersSent) sendJson(response, 500, this.hub.refuse(error));
+        else response.destroy();
+      });
+    });
+    // Uploads of large images over slow links still fit; idle sockets do not pile up.
+    this.server.requestTimeout = 120_000;
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  async listen(port: number, host: string): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeIdleConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const route = `${request.method} ${url.pathname}`;
+    switch (route) {
+      case 'GET /healthz':
+        return sendJson(response, 200, { status: 'alive' });
+      case 'GET /readyz':
+        return sendJson(response, this.hub.isReady ? 200 : 503, { ready: this.hub.isReady });
+      case 'GET /api/status':
+        return sendJson(response, 200, this.options.status());
+      case 'POST /api/classify':
+        return this.classify(request, response, url);
+      default:
+        return sendJson(response, 404, { error: { code: 'not_found', message: `no route for ${route}` } });
+    }
+  }
+
+  private async classify(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    const receivedAt = performance.now();
+    // Known before admission where possible, so that even an error reply echoes it.
+    const context: { requestId?: string } = { requestId: url.searchParams.get('request_id') ?? undefined };
+    let reply: Reply;
+    try {
+      const admitted = await this.admit(request, url, context);
+      reply = await this.hub.classify(admitted, receivedAt);
+    } catch (error) {
+      reply = this.hub.refuse(error, context.requestId);
+    }
+    const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
+    // A body refused half-way is still arriving; closing is cheaper than reading it all.
+    if (status === 413) response.setHeader('Connection', 'close');
+    sendJson(response, status, reply);
+  }
+
+  private async admit(request: IncomingMessage, url: URL, context: { requestId?: string }): Promise<AdmittedRequest> {
+    const { limits } = this.options;
+    const contentType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (contentType === 'multipart/form-data') {
+      const upload = await readMultipartFile(request, limits.maxImageBytes);
+      context.requestId = upload.fields.request_id ?? context.requestId;
+      return withQuery(admitImageBytes(upload.bytes, parseTop(upload.fields.top ?? url.searchParams.get('top')), limits), url, upload.fields);
+    }
+    if (contentType.startsWith('image/') || contentType === 'application/octet-stream') {
+      const bytes = await readBody(request, limits.maxImageBytes);
+      return withQuery(admitImageBytes(bytes, parseTop(url.searchParams.get('top')), limits), url, {});
+    }
+    if (contentType === 'application/json' || contentType === '') {
+      const body = await readBody(request, maxJsonBytes(limits));
+      const { value } = parseJsonRequest(body, limits);
+      context.requestId = salvageRequestId(value) ?? context.requestId;
+      return admitJson(value, limits);
+    }
+    throw new ServiceError(
+      'invalid_request',
+      `unsupported Content-Type ${contentType}; send an image/* body, multipart/form-data with a "file" field, or JSON`,
+    );
+  }
+}
+
+function parseTop(value: string | null | undefined): number {
+  if (value === null || value === undefined || value === '') return DEFAULT_TOP;
+  const top = Number(value);
+  if (!Number.isInteger(top) || top < 1 || top > MAX_TOP) {
+    throw new ServiceError('invalid_top', `top must be an integer from 1 to ${MAX_TOP}`);
+  }
+  return top;
+}
+
+function withQuery(request: AdmittedRequest, url: URL, fields: Record<string, string>): AdmittedRequest {
+  const requestId = fields.request_id ?? url.searchParams.get('request_id') ?? undefined;
+  const offload = (fields.offload ?? url.searchParams.get('offload')) !== 'false';
+  return { ...request, requestId, offload };
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  response.end(text);
+}

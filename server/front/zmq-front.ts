@@ -1,0 +1,113 @@
+/**
+ * The seed's front: a ZeroMQ ROUTER. DEALER clients send `[json]` (the ROUTER sees
+ * `[identity, json]`); REQ clients add an empty delimiter (`[identity, "", json]`). Each reply
+ * goes back in the envelope its request came in. A client that has gone away is simply not
+ * answered: a ROUTER drops messages for peers it no longer has, and nobody else waits.
+ */
+import * as zmq from 'zeromq';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+import type { Reply } from '../../shared/protocol/classify.ts';
+import type { Hub } from '../hub.ts';
+import type { Logger } from '../log.ts';
+import { admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
+import type { AdmissionLimits } from './admission.ts';
+
+interface Envelope {
+  /** Routing frames, including the REQ delimiter when there was one. */
+  route: Buffer[];
+  body?: Buffer;
+}
+
+/** Splits a message into its route and its single body frame (undefined when it has not exactly one). */
+export function splitEnvelope(frames: Buffer[]): Envelope {
+  const delimiter = frames.findIndex((frame, i) => i > 0 && frame.length === 0);
+  const route = delimiter === -1 ? frames.slice(0, 1) : frames.slice(0, delimiter + 1);
+  const bodyFrames = frames.slice(route.length);
+  return { route, body: bodyFrames.length === 1 ? bodyFrames[0] : undefined };
+}
+
+export class ZmqFront {
+  private readonly router = new zmq.Router();
+  private serving: Promise<void> | undefined;
+  private readonly replying = new Set<Promise<void>>();
+  private receiving = true;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly limits: AdmissionLimits,
+    private readonly log: Logger,
+  ) {
+    // Far beyond anything the hub answers (it replies payload_too_large up to here); past it
+    // libzmq drops the connection instead of buffering an absurd message.
+    this.router.maxMessageSize = maxJsonBytes(limits) * 2;
+    this.router.linger = 1000;
+  }
+
+  async bind(endpoint: string): Promise<string> {
+    await this.router.bind(endpoint);
+    this.serving = this.receiveLoop();
+    return this.router.lastEndpoint ?? endpoint;
+  }
+
+  /** Stops receiving; replies still being computed are sent before the socket closes. */
+  async close(): Promise<void> {
+    if (!this.router.closed) this.router.close();
+    await this.serving;
+  }
+
+  /** Waits for every reply under way to be queued on the socket. */
+  async flush(): Promise<void> {
+    while (this.replying.size > 0) await Promise.all(this.replying);
+  }
+
+  /** Stops taking new messages but keeps the socket open for the replies still to come. */
+  stopReceiving(): void {
+    this.receiving = false;
+  }
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const frames of this.router) {
+        if (!this.receiving) {
+          this.send(splitEnvelope(frames).route, this.hub.refuse(new ServiceError('shutting_down', 'the server is shutting down')));
+          continue;
+        }
+        const receivedAt = performance.now();
+        const pending = this.handle(frames, receivedAt);
+        this.replying.add(pending);
+        void pending.finally(() => this.replying.delete(pending));
+      }
+    } catch (error) {
+      if (!this.router.closed) this.log.error({ err: error }, 'ZeroMQ receive loop stopped');
+    }
+  }
+
+  private async handle(frames: Buffer[], receivedAt: number): Promise<void> {
+    const { route, body } = splitEnvelope(frames);
+    let reply: Reply;
+    if (!body) {
+      reply = this.hub.refuse(
+        new ServiceError('invalid_frames', `expected one JSON frame after the envelope, got ${frames.length - route.length}`),
+      );
+    } else {
+      let requestId: string | undefined;
+      try {
+        const { value } = parseJsonRequest(body, this.limits);
+        requestId = salvageRequestId(value);
+        const request = admitJson(value, this.limits);
+        reply = await this.hub.classify(request, receivedAt);
+      } catch (error) {
+        reply = this.hub.refuse(error, requestId);
+      }
+    }
+    this.send(route, reply);
+  }
+
+  private send(route: Buffer[], reply: Reply): void {
+    if (this.router.closed) return;
+    // A non-mandatory ROUTER queues or drops at once; it never blocks, so sends may overlap.
+    this.router.send([...route, JSON.stringify(reply)]).catch((error: unknown) => {
+      this.log.warn({ err: error }, 'could not send a reply');
+    });
+  }
+}

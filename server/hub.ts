@@ -1,0 +1,121 @@
+/**
+ * The hub's request path, whatever front a request came in by: preprocess, queue, infer,
+ * reply. Every request that reaches `classify` or `refuse` gets exactly one reply, and is
+ * counted by outcome.
+ */
+import { predsString, toPredictions } from '../shared/labels.ts';
+import type { ClassifyReply, ErrorReply, ModelInfo, Reply } from '../shared/protocol/classify.ts';
+import { ServiceError } from '../shared/protocol/errors.ts';
+import type { ErrorCode } from '../shared/protocol/errors.ts';
+import type { AdmittedRequest } from './front/admission.ts';
+import type { Logger } from './log.ts';
+import type { PreprocessPool } from './preprocess/preprocess-pool.ts';
+import { Job } from './scheduler/job.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
+
+export type Outcome = 'ok' | ErrorCode;
+
+const SEED_TOP = 3;
+let nextRequestNumber = 0;
+
+export class Hub {
+  readonly outcomes = new Map<Outcome, number>();
+  private inFlight = 0;
+  private accepting = true;
+  private ready = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly preprocess: PreprocessPool,
+    private readonly scheduler: Scheduler,
+    readonly model: ModelInfo,
+    private readonly log: Logger,
+  ) {}
+
+  get isReady(): boolean {
+    return this.ready && this.accepting;
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  markReady(): void {
+    this.ready = true;
+  }
+
+  /** Runs one admitted request to its reply. Never rejects. */
+  async classify(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
+    if (!this.accepting) return this.refuse(new ServiceError('shutting_down', 'the server is shutting down'), request.requestId);
+    if (!this.ready) return this.refuse(new ServiceError('not_ready', 'the server is still starting; retry shortly'), request.requestId);
+    this.inFlight++;
+    try {
+      return await this.run(request, receivedAt);
+    } catch (error) {
+      return this.refuse(error, request.requestId);
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** The reply for a request that cannot be run; counted like any other outcome. */
+  refuse(error: unknown, requestId?: string): ErrorReply {
+    const serviceError =
+      error instanceof ServiceError ? error : new ServiceError('internal', `internal error: ${error instanceof Error ? error.message : String(error)}`);
+    if (serviceError.code === 'internal') this.log.error({ err: error, request_id: requestId }, 'request failed');
+    this.count(serviceError.code);
+    const reply: ErrorReply = { error: { code: serviceError.code, message: serviceError.message } };
+    if (requestId !== undefined) reply.request_id = requestId;
+    return reply;
+  }
+
+  /** Stops taking requests; resolves true once every accepted one is answered, false after `graceMs`. */
+  async drain(graceMs: number): Promise<boolean> {
+    this.accepting = false;
+    if (this.inFlight === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true)));
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
+    const drained = await Promise.race([idle, timeout]);
+    clearTimeout(timer);
+    return drained;
+  }
+
+  private async run(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
+    const id = request.requestId ?? `r${++nextRequestNumber}`;
+    const deadlineAt = request.deadlineMs === undefined ? undefined : receivedAt + request.deadlineMs;
+    const image = await this.preprocess.preprocess(request.image);
+    const job = new Job({ id, image: image.rgb, offload: request.offload, deadlineAt });
+    this.scheduler.submit(job);
+    const outcome = await job.outcome();
+    if (!outcome.ok) return this.refuse(outcome.error, request.requestId);
+    const ranked = toPredictions(outcome.result);
+    const predictions = ranked.slice(0, request.top);
+    const reply: ClassifyReply = {
+      // The seed's string always holds the top 3, whatever `top` asks for in `predictions`.
+      preds: predsString(ranked.slice(0, SEED_TOP)),
+      predictions,
+      executor: outcome.executor,
+      model: this.model,
+      timing: {
+        queue_ms: round2(outcome.queueMs),
+        preprocess_ms: round2(image.ms),
+        inference_ms: round2(outcome.inferenceMs),
+        total_ms: round2(performance.now() - receivedAt),
+      },
+    };
+    if (request.requestId !== undefined) reply.request_id = request.requestId;
+    this.count('ok');
+    this.log.debug({ request_id: id, executor: outcome.executor.id, total_ms: reply.timing.total_ms }, 'classified');
+    return reply;
+  }
+
+  private count(outcome: Outcome): void {
+    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}

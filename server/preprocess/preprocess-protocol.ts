@@ -1,0 +1,12 @@
+/** Messages between the main thread and a preprocessing worker thread. */
+import type { ErrorCode } from '../../shared/protocol/errors.ts';
+
+export interface PreprocessRequest {
+  id: number;
+  bytes: Uint8Array;
+  maxPixels: number;
+}
+
+export type PreprocessResponse =
+  | { id: number; ok: true; rgb: Uint8Array; width: number; height: number; format: string; ms: number }
+  | { id: number; ok: false; code: ErrorCode; message: string; ms: number };

@@ -1,0 +1,33 @@
+/**
+ * Entry point of a preprocessing worker thread: turns encoded images into 224×224×3 RGB,
+ * many at a time (sharp decodes on libuv's threads and does not block this one).
+ */
+import { parentPort } from 'node:worker_threads';
+import sharp from 'sharp';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+import { preprocessImage } from './preprocess-image.ts';
+import type { PreprocessRequest, PreprocessResponse } from './preprocess-protocol.ts';
+
+const port = parentPort!;
+// One libvips thread per image: several images run at once on libuv's pool, and the
+// inference engines need the cores more than one image needs them all.
+sharp.concurrency(1);
+// Every request is a new image: libvips' operation cache would only hold memory.
+sharp.cache(false);
+
+port.on('message', (request: PreprocessRequest) => {
+  const started = performance.now();
+  preprocessImage(request.bytes, { maxPixels: request.maxPixels }).then(
+    (image) => {
+      const response: PreprocessResponse = { id: request.id, ok: true, ...image, ms: performance.now() - started };
+      port.postMessage(response, [image.rgb.buffer as ArrayBuffer]);
+    },
+    (error: unknown) => {
+      const response: PreprocessResponse =
+        error instanceof ServiceError
+          ? { id: request.id, ok: false, code: error.code, message: error.message, ms: performance.now() - started }
+          : { id: request.id, ok: false, code: 'internal', message: `preprocessing failed: ${String(error)}`, ms: performance.now() - started };
+      port.postMessage(response);
+    },
+  );
+});

@@ -1,0 +1,85 @@
+/**
+ * One image waiting for (or undergoing) inference, and the promise that it is settled
+ * exactly once: by a result, an error, or its deadline, whichever comes first.
+ */
+import type { TopK } from '../../shared/labels.ts';
+import type { ExecutorInfo } from '../../shared/protocol/classify.ts';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+
+export interface JobSuccess {
+  ok: true;
+  result: TopK;
+  executor: ExecutorInfo;
+  queueMs: number;
+  inferenceMs: number;
+}
+
+export interface JobFailure {
+  ok: false;
+  error: ServiceError;
+  executor?: ExecutorInfo;
+}
+
+export type JobOutcome = JobSuccess | JobFailure;
+
+export interface JobOptions {
+  id: string;
+  /** Preprocessed 224×224×3 RGB image. */
+  image: Uint8Array;
+  /** May this job run outside the hub (on a volunteer)? */
+  offload: boolean;
+  /** Absolute time (performance.now()) after which the answer is useless. */
+  deadlineAt?: number;
+}
+
+let nextJobNumber = 0;
+
+export class Job {
+  readonly id: string;
+  readonly image: Uint8Array;
+  readonly offload: boolean;
+  readonly deadlineAt: number | undefined;
+  readonly enqueuedAt = performance.now();
+  startedAt: number | undefined;
+  attempts = 0;
+  private settledOutcome: JobOutcome | undefined;
+  private readonly done: Promise<JobOutcome>;
+  private resolveDone!: (outcome: JobOutcome) => void;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: JobOptions) {
+    this.id = options.id || `job-${++nextJobNumber}`;
+    this.image = options.image;
+    this.offload = options.offload;
+    this.deadlineAt = options.deadlineAt;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    if (this.deadlineAt !== undefined) {
+      const delay = Math.max(0, this.deadlineAt - performance.now());
+      this.deadlineTimer = setTimeout(() => {
+        this.settle({ ok: false, error: new ServiceError('timeout', 'the request passed its deadline') });
+      }, delay);
+      this.deadlineTimer.unref();
+    }
+  }
+
+  get settled(): boolean {
+    return this.settledOutcome !== undefined;
+  }
+
+  get expired(): boolean {
+    return this.deadlineAt !== undefined && performance.now() >= this.deadlineAt;
+  }
+
+  /** Settles the job; returns false (and changes nothing) when it was settled before. */
+  settle(outcome: JobOutcome): boolean {
+    if (this.settledOutcome) return false;
+    this.settledOutcome = outcome;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.resolveDone(outcome);
+    return true;
+  }
+
+  outcome(): Promise<JobOutcome> {
+    return this.done;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * One queue in arrival order, and the decision of which executor runs what: the head of the
+ * queue goes to the executor expected to finish it first, together with whatever else is
+ * waiting, up to that executor's batch size. A failed batch goes back to the front of the
+ * queue; a job is settled exactly once, whatever happens.
+ */
+import { EventEmitter } from 'node:events';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+import { describeExecutor } from '../executors/executor.ts';
+import type { Executor } from '../executors/executor.ts';
+import type { Job, JobOutcome } from './job.ts';
+
+export interface SchedulerEvents {
+  queued: [job: Job];
+  started: [jobs: Job[], executor: Executor];
+  settled: [job: Job, outcome: JobOutcome];
+  batchFailed: [jobs: Job[], executor: Executor, error: Error];
+}
+
+export interface SchedulerOptions {
+  /** How many times a job may be handed to an executor before it fails. */
+  maxAttempts?: number;
+}
+
+interface InFlight {
+  jobs: Job[];
+  expectedEndAt: number;
+}
+
+export class Scheduler extends EventEmitter<SchedulerEvents> {
+  private readonly queue: Job[] = [];
+  private readonly executors = new Map<Executor, InFlight[]>();
+  /** Removed executors whose running batches have not finished yet. */
+  private readonly retiring = new Set<Executor>();
+  private readonly maxAttempts: number;
+  private pumping = false;
+  private closedWith: ServiceError | undefined;
+
+  constructor(options: SchedulerOptions = {}) {
+    super();
+    this.maxAttempts = options.maxAttempts ?? 3;
+  }
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get runningJobs(): number {
+    let count = 0;
+    for (const batches of this.executors.values()) for (const batch of batches) count += batch.jobs.length;
+    return count;
+  }
+
+  listExecutors(): Executor[] {
+    return [...this.executors.keys()];
+  }
+
+  addExecutor(executor: Executor): void {
+    if (this.executors.has(executor)) return;
+    this.executors.set(executor, []);
+    executor.onAvailabilityChange(() => this.pump());
+    this.pump();
+  }
+
+  /** Stops giving it work; batches it is running still settle (or fail and are re-queued). */
+  removeExecutor(executor: Executor): void {
+    if (this.executors.get(executor)?.length === 0) this.executors.delete(executor);
+    else this.retiring.add(executor);
+  }
+
+  submit(job: Job): void {
+    if (this.closedWith) {
+      job.settle({ ok: false, error: this.closedWith });
+      return;
+    }
+    void job.outcome().then((outcome) => this.emit('settled', job, outcome));
+    this.queue.push(job);
+    this.emit('queued', job);
+    this.pump();
+  }
+
+  /**
+   * Stops for good: every job waiting or running is settled with `error` now, and any job
+   * submitted later at once (late results of running batches are dropped by the job).
+   */
+  close(error: ServiceError): void {
+    this.closedWith = error;
+    for (const job of this.queue.splice(0)) job.settle({ ok: false, error });
+    for (const batches of this.executors.values()) for (const batch of batches) for (const job of batch.jobs) job.settle({ ok: false, error });
+  }
+
+  private pump(): void {
+    // Executors call back synchronously from inside dispatch; one pass at a time is enough.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        this.dropSettledHead();
+        const head = this.queue[0];
+        if (!head) break;
+        const best = this.earliestFinisher(head);
+        if (!best || !this.hasFreeSlot(best)) break;
+        this.dispatch(best, this.takeBatch(best));
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Jobs settled while waiting (deadline passed) leave the queue without being computed. */
+  private dropSettledHead(): void {
+    while (this.queue.length > 0 && (this.queue[0].settled || this.queue[0].expired)) {
+      this.queue.shift()!.settle({ ok: false, error: new ServiceError('timeout', 'the request passed its deadline while queued') });
+    }
+  }
+
+  private eligible(job: Job, executor: Executor): boolean {
+    return executor.available && !this.retiring.has(executor) && (job.offload || executor.kind === 'local');
+  }
+
+  private hasFreeSlot(executor: Executor): boolean {
+    return (this.executors.get(executor)?.length ?? Infinity) < executor.capacity;
+  }
+
+  /** When could this executor start new work, if it were given it now? */
+  private startTime(executor: Executor, now: number): number {
+    if (this.hasFreeSlot(executor)) return now;
+    const ends = (this.executors.get(executor) ?? []).map((batch) => batch.expectedEndAt);
+    return Math.max(now, Math.min(...ends));
+  }
+
+  private earliestFinisher(job: Job): Executor | undefined {
+    const now = performance.now();
+    let best: Executor | undefined;
+    let bestEnd = Infinity;
+    for (const executor of this.executors.keys()) {
+      if (!this.eligible(job, executor)) continue;
+      const end = this.startTime(executor, now) + executor.expectedServiceMs(1);
+      // Ties go to the executor with free capacity, so an idle one is never passed over.
+      if (end < bestEnd || (end === bestEnd && best && !this.hasFreeSlot(best))) {
+        best = executor;
+        bestEnd = end;
+      }
+    }
+    return best;
+  }
+
+  private takeBatch(executor: Executor): Job[] {
+    const batch: Job[] = [];
+    for (let i = 0; i < this.queue.length && batch.length < executor.maxBatch; ) {
+      const job = this.queue[i];
+      if (job.settled || job.expired) {
+        this.queue.splice(i, 1);
+        job.settle({ ok: false, error: new ServiceError('timeout', 'the request passed its deadline while queued') });
+      } else if (this.eligible(job, executor)) {
+        batch.push(...this.queue.splice(i, 1));
+      } else {
+        i++;
+      }
+    }
+    return batch;
+  }
+
+  private dispatch(executor: Executor, jobs: Job[]): void {
+    if (jobs.length === 0) return;
+    const startedAt = performance.now();
+    const inFlight: InFlight = { jobs, expectedEndAt: startedAt + executor.expectedServiceMs(jobs.length) };
+    this.executors.get(executor)!.push(inFlight);
+    for (const job of jobs) {
+      job.startedAt = startedAt;
+      job.attempts++;
+    }
+    this.emit('started', jobs, executor);
+    const info = describeExecutor(executor);
+    const images = jobs.map((job) => job.image);
+    // Through a promise, so that an executor that throws instead of rejecting fails the same way.
+    Promise.resolve()
+      .then(() => executor.run(images))
+      .then(
+        (batch) => {
+          if (batch.results.length !== jobs.length) {
+            throw new Error(`executor ${executor.id} returned ${batch.results.length} results for ${jobs.length} images`);
+          }
+          jobs.forEach((job, i) => {
+            job.settle({ ok: true, result: batch.results[i], executor: info, queueMs: startedAt - job.enqueuedAt, inferenceMs: batch.inferenceMs });
+          });
+        },
+      )
+      .catch((error: unknown) => {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        this.emit('batchFailed', jobs, executor, failure);
+        this.retryOrFail(jobs, failure);
+      })
+      .finally(() => {
+        const batches = this.executors.get(executor);
+        if (batches) batches.splice(batches.indexOf(inFlight), 1);
+        if (this.retiring.has(executor) && batches?.length === 0) {
+          this.retiring.delete(executor);
+          this.executors.delete(executor);
+        }
+        this.pump();
+      });
+  }
+
+  /** Jobs of a failed batch go back to the front of the queue, in order, unless they have had their tries. */
+  private retryOrFail(jobs: Job[], error: Error): void {
+    const retry: Job[] = [];
+    for (const job of jobs) {
+      if (job.settled) continue;
+      if (job.attempts < this.maxAttempts) retry.push(job);
+      else job.settle({ ok: false, error: new ServiceError('internal', `inference failed ${job.attempts} times: ${error.message}`) });
+    }
+    this.queue.unshift(...retry);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The hub's state as `/api/status` shows it: model and weights, each executor, the queue,
+ * and counts of requests by outcome.
+ */
+import type { Hub } from './hub.ts';
+import type { LocalPool, LocalWorkerStatus } from './executors/local-pool.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
+
+export interface StatusReport {
+  ready: boolean;
+  model: Hub['model'] & { warning?: string };
+  executors: LocalWorkerStatus[];
+  queue: { depth: number; running: number };
+  requests: Record<string, number>;
+  uptime_s: number;
+}
+
+export const UNTRAINED_WARNING =
+  'UNTRAINED WEIGHTS: this ResNet50 was generated with random weights; its predictions are meaningless (labels are real, the ranking is not).';
+
+const startedAt = Date.now();
+
+export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool): StatusReport {
+  const model = hub.model.weights === 'untrained' ? { ...hub.model, warning: UNTRAINED_WARNING } : hub.model;
+  return {
+    ready: hub.isReady,
+    model,
+    executors: pool.status(),
+    queue: { depth: scheduler.queueDepth, running: scheduler.runningJobs },
+    requests: Object.fromEntries(hub.outcomes),
+    uptime_s: Math.round((Date.now() - startedAt) / 1000),
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * The classify request and reply, as spoken over ZeroMQ, HTTP and shown in the web UI.
+ */
+import { z } from 'zod';
+import { MAX_TOP } from '../labels.ts';
+import type { Prediction } from '../labels.ts';
+import type { ErrorCode } from './errors.ts';
+
+export const ClassifyRequestSchema = z.object({
+  payload: z.string({ error: 'payload must be a base64 string' }),
+  top: z.int({ error: `top must be an integer from 1 to ${MAX_TOP}` }).min(1).max(MAX_TOP).optional(),
+  request_id: z.string({ error: 'request_id must be a string' }).max(200).optional(),
+  deadline_ms: z.number({ error: 'deadline_ms must be a number' }).positive().max(3_600_000).optional(),
+  offload: z.boolean({ error: 'offload must be true or false' }).optional(),
+});
+
+export type ClassifyRequest = z.infer<typeof ClassifyRequestSchema>;
+
+export type ExecutorKind = 'local' | 'volunteer';
+export type WeightsKind = 'imagenet' | 'untrained';
+
+export interface ExecutorInfo {
+  kind: ExecutorKind;
+  id: string;
+  engine: string;
+}
+
+export interface ModelInfo {
+  name: string;
+  weights: WeightsKind;
+  /** sha256 of the weights, so a client can tell which weights answered. */
+  sha256: string;
+}
+
+export interface Timing {
+  queue_ms: number;
+  preprocess_ms: number;
+  inference_ms: number;
+  total_ms: number;
+}
+
+export interface ClassifyReply {
+  preds: string;
+  predictions: Prediction[];
+  executor: ExecutorInfo;
+  model: ModelInfo;
+  timing: Timing;
+  request_id?: string;
+}
+
+export interface ErrorReply {
+  error: { code: ErrorCode; message: string };
+  request_id?: string;
+}
+
+export type Reply = ClassifyReply | ErrorReply;
+
+export function isErrorReply(reply: Reply): reply is ErrorReply {
+  return 'error' in reply;
+}

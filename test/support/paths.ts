@@ -1,0 +1,6 @@
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Generated once by `npm test`'s pretest step (seeded, untrained), shared by all test files. */
+export const TEST_MODEL_DIR = `${REPO_ROOT}models/test-resnet50`;
+export const PHOTOS_DIR = `${REPO_ROOT}test/fixtures/photos`;
