@@ -3,13 +3,13 @@
  * seeded untrained ResNet50 in a worker thread, with a progress bar, and says loudly what
  * that means.
  */
-import { Worker } from 'node:worker_threads';
 import { readManifest } from '../models/tools/store.ts';
 import type { ModelManifest } from '../models/tools/store.ts';
 import type { GenerateWorkerMessage } from '../models/tools/generate-worker.ts';
 import { createProgressBar } from '../models/tools/progress.ts';
 import type { Logger } from './log.ts';
 import { UNTRAINED_WARNING } from './status.ts';
+import { spawnWorker } from './threads/spawn-worker.ts';
 
 export async function ensureModel(modelDir: string, log: Logger): Promise<ModelManifest> {
   const existing = await readManifest(modelDir);
@@ -26,7 +26,7 @@ export async function ensureModel(modelDir: string, log: Logger): Promise<ModelM
 function generateInWorker(modelDir: string, log: Logger): Promise<ModelManifest> {
   const progress = createProgressBar('Generating untrained ResNet50');
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('../models/tools/generate-worker.ts', import.meta.url), { workerData: { modelDir } });
+    const worker = spawnWorker(new URL('../models/tools/generate-worker.ts', import.meta.url), { workerData: { modelDir } });
     let lastStage = '';
     worker.on('message', (message: GenerateWorkerMessage) => {
       if (message.type === 'progress') {

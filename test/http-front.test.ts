@@ -18,10 +18,10 @@ after(async () => {
   await hub?.stop();
 });
 
-async function classify(body: BodyInit, contentType: string | undefined, query = ''): Promise<{ status: number; reply: Reply }> {
+async function classify(body: Buffer | string | FormData, contentType: string | undefined, query = ''): Promise<{ status: number; reply: Reply }> {
   const response = await fetch(`${hub.http}/api/classify${query}`, {
     method: 'POST',
-    body,
+    body: Buffer.isBuffer(body) ? new Uint8Array(body) : body,
     headers: contentType ? { 'Content-Type': contentType } : {},
   });
   return { status: response.status, reply: (await response.json()) as Reply };
@@ -43,7 +43,7 @@ test('raw image, multipart and JSON bodies give the same answer as ZeroMQ', asyn
   assert.equal(expectSuccess(raw.reply).preds, viaZmq.preds);
 
   const form = new FormData();
-  form.append('file', new Blob([image], { type: 'image/jpeg' }), 'chelsea.jpg');
+  form.append('file', new Blob([new Uint8Array(image)], { type: 'image/jpeg' }), 'chelsea.jpg');
   form.append('request_id', 'form-1');
   const multipart = await classify(form, undefined);
   assert.equal(multipart.status, 200);

@@ -82,14 +82,18 @@ async function load(backend: TfjsBackend): Promise<Tf> {
       const specifier = '@tensorflow/tfjs-node';
       let tf: Tf;
       try {
-        // tfjs-node re-exports the whole tfjs API (plus node-only extras) on the same tfjs-core.
-        tf = (await import(specifier)) as Tf;
+        // tfjs-node (CommonJS) re-exports the whole tfjs API plus node-only extras; take its
+        // module.exports (`default`) rather than rely on named-export detection for CJS.
+        const mod = (await import(specifier)) as { default?: Tf };
+        tf = mod.default ?? (mod as Tf);
       } catch (error) {
-        const code = (error as { code?: unknown } | null)?.code;
-        const hint =
-          code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
-            ? 'it is not installed (it is an optional dependency whose install downloads libtensorflow; run `npm install @tensorflow/tfjs-node` with internet access)'
-            : `it failed to load: ${error instanceof Error ? error.message : String(error)}`;
+        const message = error instanceof Error ? error.message : String(error);
+        // "Cannot find package '@tensorflow/tfjs-node'": absent. Anything else (e.g. its native
+        // binding missing because the install script failed) is a broken install.
+        const absent = (error as { code?: unknown } | null)?.code === 'ERR_MODULE_NOT_FOUND' && message.includes(`'${specifier}'`);
+        const hint = absent
+          ? 'it is not installed (it is an optional dependency whose install downloads libtensorflow; run `npm install @tensorflow/tfjs-node` with internet access)'
+          : `it failed to load (${message}); reinstalling it with internet access may help`;
         throw new EngineUnavailableError('tfjs-node', `backend 'tfjs-node' unavailable: ${hint}. Use the 'wasm' backend instead.`, {
           cause: error,
         });
@@ -136,16 +140,16 @@ function quietly(tf: Tf, fn: () => void): void {
  * default behaviour (which also exits on both), with readable stack traces.
  */
 async function withoutEmscriptenProcessHandlers(fn: () => Promise<void>): Promise<void> {
-  const events = ['uncaughtException', 'unhandledRejection'] as const;
-  const before = new Map(events.map((e) => [e, new Set(process.listeners(e))]));
+  const exceptionHandlers = new Set(process.listeners('uncaughtException'));
+  const rejectionHandlers = new Set(process.listeners('unhandledRejection'));
   try {
     await fn();
   } finally {
-    for (const event of events) {
-      for (const listener of process.listeners(event)) {
-        // Listener types differ per event; removeListener takes any function for a string event.
-        if (!before.get(event)?.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
-      }
+    for (const listener of process.listeners('uncaughtException')) {
+      if (!exceptionHandlers.has(listener)) process.removeListener('uncaughtException', listener);
+    }
+    for (const listener of process.listeners('unhandledRejection')) {
+      if (!rejectionHandlers.has(listener)) process.removeListener('unhandledRejection', listener);
     }
   }
 }

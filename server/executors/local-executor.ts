@@ -1,13 +1,14 @@
 /**
  * An executor backed by one inference worker thread on this machine.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { INPUT_SIZE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
 import type { EngineChoice } from '../config.ts';
 import type { BatchResult, Executor } from './executor.ts';
 import { ServiceTimeEstimate } from './service-time.ts';
 import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
+import { spawnWorker } from '../threads/spawn-worker.ts';
 
 const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
 const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
@@ -58,7 +59,7 @@ export class LocalExecutor implements Executor {
       modelDir: options.modelDir,
       topK: options.topK,
     };
-    this.worker = new Worker(WORKER_URL, { workerData, name: options.id });
+    this.worker = spawnWorker(WORKER_URL, { workerData, name: options.id });
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (message: WorkerToMain) => {
         if (message.type === 'ready') {

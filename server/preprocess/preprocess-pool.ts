@@ -1,10 +1,14 @@
 /**
  * Worker threads that decode and resize images, so the main thread never touches pixels.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+// Loaded here too, not only in the workers: sharp's native module must stay loaded in the
+// main thread, or terminating a worker that used it can crash the process (lovell/sharp#2263).
+import 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { Logger } from '../log.ts';
 import type { PreprocessRequest, PreprocessResponse } from './preprocess-protocol.ts';
+import { spawnWorker } from '../threads/spawn-worker.ts';
 
 const WORKER_URL = new URL('./preprocess-worker.ts', import.meta.url);
 
@@ -61,7 +65,7 @@ export class PreprocessPool {
   }
 
   private spawn(index: number): Slot {
-    const slot: Slot = { worker: new Worker(WORKER_URL, { name: `preprocess-${index + 1}` }), pending: new Map() };
+    const slot: Slot = { worker: spawnWorker(WORKER_URL, { name: `preprocess-${index + 1}` }), pending: new Map() };
     slot.worker.on('message', (response: PreprocessResponse) => {
       const pending = slot.pending.get(response.id);
       if (!pending) return;

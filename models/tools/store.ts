@@ -1,0 +1,310 @@
+/**
+ * The on-disk model store: one folder (default models/resnet50/, git-ignored) with
+ *   model.json                   standard TF.js layers-model JSON (topology + weightsManifest),
+ *   group1-shardNofM.bin         weight data in 4 MiB shards, as tfjs-converter writes them,
+ *   manifest.json                what the weights are (untrained/imagenet, origin, SHA-256).
+ * model.json + shards are exactly what `tf.loadLayersModel('http://host/.../model.json')` loads
+ * in a browser, so the folder can be served as is.
+ *
+ * Writes are atomic at the folder level: everything goes into a fresh temp folder beside the
+ * store, which is renamed into place only once complete. A crash mid-write leaves the previous
+ * store untouched (plus a hidden `.name.tmp-*` folder that readers ignore).
+ */
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import type { LayersModel, io } from '@tensorflow/tfjs';
+
+type Tf = typeof import('@tensorflow/tfjs');
+
+export const DEFAULT_MODEL_DIR = 'models/resnet50';
+export const MODEL_JSON = 'model.json';
+export const MANIFEST_JSON = 'manifest.json';
+/** tfjs-converter's default shard size. */
+export const SHARD_BYTES = 4 * 1024 * 1024;
+
+const manifestSchema = z.object({
+  formatVersion: z.literal(1),
+  name: z.literal('resnet50'),
+  weights: z.enum(['untrained', 'imagenet']),
+  /** SHA-256 (hex) of the concatenated weight data, i.e. of the shards in order. */
+  weightsSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  source: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('generated'), seed: z.number().int().nonnegative(), generator: z.string() }),
+    z.object({
+      kind: z.literal('keras-h5'),
+      file: z.string().optional(),
+      url: z.string().optional(),
+      md5: z.string().optional(),
+    }),
+  ]),
+  createdAt: z.iso.datetime(),
+  inputShape: z.tuple([z.literal(224), z.literal(224), z.literal(3)]),
+  classes: z.literal(1000),
+});
+
+export type ModelManifest = z.infer<typeof manifestSchema>;
+export type ManifestInput = Omit<ModelManifest, 'weightsSha256'>;
+
+/** The store exists but cannot be used (corrupt manifest, missing or truncated shards, hash mismatch). */
+export class ModelStoreError extends Error {
+  constructor(
+    readonly dir: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`model store ${dir}: ${message}`, options);
+    this.name = 'ModelStoreError';
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'ENOENT';
+}
+
+/** The store's manifest, or null when the store (or its manifest) does not exist. */
+export async function readManifest(dir: string): Promise<ModelManifest | null> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, MANIFEST_JSON), 'utf8');
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ModelStoreError(dir, `${MANIFEST_JSON} is not valid JSON (${(error as Error).message}); delete the folder or regenerate it with --force`, {
+      cause: error,
+    });
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new ModelStoreError(dir, `${MANIFEST_JSON} is invalid: ${z.prettifyError(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+export interface WriteOptions {
+  /** Bytes of weight data written so far, out of the total (for progress bars). */
+  onProgress?: (writtenBytes: number, totalBytes: number) => void;
+}
+
+/**
+ * Saves `model` as a complete store at `dir`, replacing any existing store only once the new
+ * one is fully written and synced. Returns the manifest written (with the weights' hash).
+ */
+export async function writeModelStore(
+  model: LayersModel,
+  dir: string,
+  manifest: ManifestInput,
+  options: WriteOptions = {},
+): Promise<ModelManifest> {
+  const artifacts = await captureArtifacts(model);
+  const target = path.resolve(dir);
+  const parent = path.dirname(target);
+  const base = path.basename(target);
+  await mkdir(parent, { recursive: true });
+  const temp = await mkdtemp(path.join(parent, `.${base}.tmp-`));
+  try {
+    await chmod(temp, 0o755); // mkdtemp makes it private; the store is meant to be served as is
+    const full = await writeStoreFiles(temp, artifacts, manifest, options);
+    await swapIntoPlace(temp, target);
+    return full;
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Runs model.save() with an in-memory handler to get the topology, weight specs and data. */
+async function captureArtifacts(model: LayersModel): Promise<io.ModelArtifacts> {
+  let captured: io.ModelArtifacts | undefined;
+  const handler: io.IOHandler = {
+    save: async (artifacts) => {
+      captured = artifacts;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    },
+  };
+  await model.save(handler);
+  if (!captured?.modelTopology || !captured.weightSpecs || !captured.weightData) {
+    throw new Error('model.save() produced no topology or weights');
+  }
+  return captured;
+}
+
+function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+function concatWeightData(data: io.WeightData): Uint8Array {
+  return Array.isArray(data) ? concatBytes(data.map((b) => new Uint8Array(b))) : new Uint8Array(data);
+}
+
+async function writeFileSynced(file: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeStoreFiles(
+  folder: string,
+  artifacts: io.ModelArtifacts,
+  manifestInput: ManifestInput,
+  options: WriteOptions,
+): Promise<ModelManifest> {
+  const weightSpecs = artifacts.weightSpecs ?? [];
+  const data = concatWeightData(artifacts.weightData ?? []);
+  const expected = weightSpecs.reduce((n, spec) => n + specBytes(spec), 0);
+  if (data.byteLength !== expected) {
+    throw new Error(`weight data is ${data.byteLength} bytes but the specs describe ${expected}`);
+  }
+  // Non-finite weights make a store that loads fine and answers garbage: refuse them. All our
+  // weights are float32 (4-byte aligned shard boundaries), so each shard is checked as float32.
+  const allFloat32 = weightSpecs.every((s) => s.dtype === 'float32' && !s.quantization);
+
+  const shardCount = Math.max(1, Math.ceil(data.byteLength / SHARD_BYTES));
+  const paths: string[] = [];
+  const hash = createHash('sha256');
+  for (let i = 0; i < shardCount; i++) {
+    const shard = data.subarray(i * SHARD_BYTES, Math.min(data.byteLength, (i + 1) * SHARD_BYTES));
+    if (allFloat32) assertFinite(shard, i);
+    const name = `group1-shard${i + 1}of${shardCount}.bin`;
+    await writeFileSynced(path.join(folder, name), shard);
+    hash.update(shard);
+    paths.push(name);
+    options.onProgress?.(i * SHARD_BYTES + shard.byteLength, data.byteLength);
+  }
+
+  const modelJson: io.ModelJSON = {
+    format: 'layers-model',
+    generatedBy: artifacts.generatedBy ?? 'resnet-hub',
+    convertedBy: artifacts.convertedBy ?? null,
+    modelTopology: artifacts.modelTopology as {},
+    weightsManifest: [{ paths, weights: weightSpecs }],
+  };
+  await writeFileSynced(path.join(folder, MODEL_JSON), JSON.stringify(modelJson));
+
+  const manifest = manifestSchema.parse({ ...manifestInput, weightsSha256: hash.digest('hex') });
+  // Written last: a folder without a manifest is never a store.
+  await writeFileSynced(path.join(folder, MANIFEST_JSON), JSON.stringify(manifest, null, 2) + '\n');
+  return manifest;
+}
+
+function assertFinite(shard: Uint8Array, index: number): void {
+  const floats = new Float32Array(shard.buffer, shard.byteOffset, shard.byteLength / 4);
+  for (let j = 0; j < floats.length; j++) {
+    if (!Number.isFinite(floats[j])) {
+      throw new Error(`weight shard ${index + 1} contains a non-finite value (${floats[j]}) at float ${j}; refusing to store it`);
+    }
+  }
+}
+
+/**
+ * Renames `temp` to `target`. A non-empty folder cannot be renamed over, so an existing store is
+ * first moved aside, then removed once the new one is in place (and moved back on failure).
+ */
+async function swapIntoPlace(temp: string, target: string): Promise<void> {
+  const aside = `${temp}.old`;
+  let movedAside = false;
+  try {
+    await rename(target, aside);
+    movedAside = true;
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  try {
+    await rename(temp, target);
+  } catch (error) {
+    if (movedAside) await rename(aside, target);
+    throw error;
+  }
+  // The new store is in place; failing to delete the old copy must not fail the write.
+  if (movedAside) await rm(aside, { recursive: true, force: true }).catch(() => {});
+}
+
+const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
+
+function specBytes(spec: io.WeightsManifestEntry): number {
+  const count = spec.shape.reduce((a, b) => a * b, 1);
+  const dtype = spec.quantization?.dtype ?? spec.dtype;
+  const size = DTYPE_BYTES[dtype];
+  if (size === undefined) throw new Error(`unsupported weight dtype ${dtype} for ${spec.name}`);
+  return count * size;
+}
+
+export interface LoadOptions {
+  /** Check the weights against the manifest's SHA-256 (≈0.3 s for ResNet50). Default true. */
+  verify?: boolean;
+}
+
+/** Reads model.json and its shards from disk and builds the LayersModel (no fetch, no tfjs-node). */
+export async function loadLayersModelFromStore(tf: Tf, dir: string, options: LoadOptions = {}): Promise<LayersModel> {
+  const manifest = await readManifest(dir);
+  if (!manifest) throw new ModelStoreError(dir, `no ${MANIFEST_JSON}; generate the model first (npm run model:generate)`);
+
+  let modelJson: io.ModelJSON;
+  try {
+    modelJson = JSON.parse(await readFile(path.join(dir, MODEL_JSON), 'utf8')) as io.ModelJSON;
+  } catch (error) {
+    throw new ModelStoreError(dir, `cannot read ${MODEL_JSON}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
+    throw new ModelStoreError(dir, `${MODEL_JSON} is not a TF.js layers model`);
+  }
+
+  const weightSpecs: io.WeightsManifestEntry[] = [];
+  const chunks: Uint8Array[] = [];
+  for (const group of modelJson.weightsManifest) {
+    weightSpecs.push(...group.weights);
+    for (const p of group.paths) {
+      // Shard paths are relative to model.json; refuse anything that would leave the folder.
+      if (path.basename(p) !== p) throw new ModelStoreError(dir, `unexpected shard path ${JSON.stringify(p)}`);
+      try {
+        chunks.push(await readFile(path.join(dir, p)));
+      } catch (error) {
+        throw new ModelStoreError(dir, `cannot read weight shard ${p}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+  }
+  const data = concatBytes(chunks); // a fresh buffer: exactly the weights, offset 0
+  const expected = weightSpecs.reduce((n, spec) => n + specBytes(spec), 0);
+  if (data.byteLength !== expected) {
+    throw new ModelStoreError(dir, `weight shards hold ${data.byteLength} bytes, model.json expects ${expected} (truncated store?)`);
+  }
+  if (options.verify ?? true) {
+    const actual = createHash('sha256').update(data).digest('hex');
+    if (actual !== manifest.weightsSha256) {
+      throw new ModelStoreError(dir, `weights SHA-256 ${actual} does not match the manifest's ${manifest.weightsSha256}`);
+    }
+  }
+
+  return tf.loadLayersModel(
+    tf.io.fromMemory({
+      modelTopology: modelJson.modelTopology,
+      weightSpecs,
+      weightData: data.buffer as ArrayBuffer,
+      format: modelJson.format,
+      generatedBy: modelJson.generatedBy,
+      convertedBy: modelJson.convertedBy,
+    }),
+  );
+}
+
+/** SHA-256 of a model's weights exactly as writeModelStore would record it, without writing. */
+export async function weightsSha256(model: LayersModel): Promise<string> {
+  const artifacts = await captureArtifacts(model);
+  return createHash('sha256').update(concatWeightData(artifacts.weightData ?? [])).digest('hex');
+}

@@ -1,0 +1,322 @@
+/**
+ * Image bytes -> 224x224 RGB, the way the seed (Python) did it:
+ *
+ *     Image.open(f).convert("RGB").resize((224, 224))      # Pillow 9.4: BICUBIC, aspect not kept
+ *
+ * plus EXIF orientation, which the seed ignored and we apply on purpose. The caffe
+ * transform (BGR, mean subtraction) is not done here.
+ *
+ * How Pillow's behaviour is reproduced with sharp/libvips:
+ * - `convert("RGB")` drops alpha without compositing, and keeps the colour of fully
+ *   transparent pixels. libvips resizes alpha images premultiplied, so images with alpha
+ *   are first decoded to raw RGB (alpha dropped) and resized in a second pass.
+ * - Pillow ignores embedded ICC profiles, so we do too (`ignoreIcc`).
+ * - Pillow turns CMYK into RGB with a naive formula, not with a colour profile; that is
+ *   done here in JS, again followed by a second pass for the resize.
+ * - Downscaling is left to libvips: its cubic kernel is Pillow's bicubic (Catmull-Rom) and
+ *   agrees to ~0.2 levels on average. For large factors the two drift a little apart:
+ *   libvips box-shrinks by whole factors first and JPEGs are shrunk while decoding
+ *   (`fastShrinkOnLoad: false` keeps at least a 2x cubic step after that).
+ * - Upscaling is not: libvips interpolates differently (off by tens of levels at edges),
+ *   so any axis shorter than 224 is stretched here in JS with Pillow's exact arithmetic.
+ *
+ * Known, deliberate differences from the seed: EXIF orientation (above); 16-bit greyscale
+ * is scaled to 8 bits (Pillow clips it, turning almost every such image white); in GIFs,
+ * transparent pixels come out black (libvips), where Pillow shows the palette colour
+ * behind them.
+ *
+ * Everything here is per call: no module state, no global sharp settings, so it can run
+ * in any number of worker threads.
+ */
+import sharp from 'sharp';
+import type { Metadata, Sharp, SharpOptions } from 'sharp';
+import { ServiceError } from '../../shared/protocol/errors.ts';
+
+export const INPUT_SIZE = 224;
+
+/** Bytes of one preprocessed image: 224 * 224 * 3. */
+export const OUTPUT_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+
+export interface PreprocessLimits {
+  /** Largest width * height accepted, e.g. 40_000_000. Checked from the header before decoding. */
+  maxPixels: number;
+}
+
+export interface PreprocessedImage {
+  /** 224*224*3 bytes, HWC, RGB order, uint8, NOT yet caffe-transformed. Owns its whole ArrayBuffer, so it can be transferred. */
+  rgb: Uint8Array;
+  /** Source width after EXIF orientation. */
+  width: number;
+  /** Source height after EXIF orientation. */
+  height: number;
+  /** sharp's format name: jpeg, png, webp, gif, tiff, heif. */
+  format: string;
+}
+
+/** Formats we decode. sharp also renders SVG (and, in other builds, PDF, JPEG 2000, ...): refused. */
+const SUPPORTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+const SUPPORTED_LIST = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
+
+export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimits): Promise<PreprocessedImage> {
+  const maxPixels = Math.floor(limits.maxPixels);
+  if (!(maxPixels >= 1)) throw new RangeError(`limits.maxPixels must be a positive number, got ${limits.maxPixels}`);
+  if (bytes.byteLength === 0) throw new ServiceError('unsupported_image', 'The image is empty (0 bytes).');
+
+  const meta = await readHeader(bytes);
+  const format = meta.format as string;
+  if (!SUPPORTED_FORMATS.has(format)) {
+    throw new ServiceError('unsupported_image', `Images in ${format.toUpperCase()} format are not supported; send ${SUPPORTED_LIST}.`);
+  }
+  const { width, height } = meta.autoOrient;
+  if (!(width > 0 && height > 0)) throw new ServiceError('corrupt_image', `The ${format.toUpperCase()} header gives no usable size (${width}x${height}).`);
+  if (width * height > maxPixels) throw tooManyPixels(width, height, maxPixels);
+
+  const input: SharpOptions = {
+    autoOrient: true,
+    ignoreIcc: true,
+    // 'error' rejects truncated and broken data (Pillow raises on those too) but not
+    // mere libjpeg warnings such as stray bytes before a marker, which Pillow accepts.
+    failOn: 'error',
+    limitInputPixels: maxPixels, // backstop; the header check above answers first
+  };
+  // sharp does the downscaled axes; an axis shorter than 224 keeps its size for now.
+  const shrunk = { width: Math.min(width, INPUT_SIZE), height: Math.min(height, INPUT_SIZE) };
+  const shrinks = shrunk.width < width || shrunk.height < height;
+  let image: RawImage;
+  try {
+    if (meta.space === 'cmyk') image = await shrink(await decodeCmykAsPillow(bytes, input), shrunk, maxPixels);
+    else if (meta.hasAlpha) image = await shrink(await decodeDroppingAlpha(bytes, input), shrunk, maxPixels);
+    else image = await decode(sharp(bytes, input), shrinks ? shrunk : null); // the usual case: one pass
+  } catch (error) {
+    throw decodeError(error, meta, maxPixels);
+  }
+  const rgb = image.width === INPUT_SIZE && image.height === INPUT_SIZE ? image.data : upscaleBicubicLikePillow(image, INPUT_SIZE, INPUT_SIZE);
+  if (rgb.byteLength !== OUTPUT_BYTES) {
+    throw new Error(`preprocessImage produced ${rgb.byteLength} bytes, expected ${OUTPUT_BYTES}`);
+  }
+  return { rgb: ownBuffer(rgb), width, height, format };
+}
+
+/** Header only: format, size, channels. No pixel data is decoded. */
+async function readHeader(bytes: Uint8Array): Promise<Metadata> {
+  try {
+    // No pixel limit here, so that an oversized image still tells us its size.
+    return await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    const message = errorMessage(error);
+    const signature = sniffFormat(bytes);
+    if (/unsupported image format/i.test(message) && !signature) {
+      throw new ServiceError('unsupported_image', `The data is not an image in a known format; send ${SUPPORTED_LIST}.`);
+    }
+    // A known signature that libvips cannot parse (e.g. a TIFF cut before its directory).
+    throw new ServiceError('corrupt_image', `The ${signature ?? 'image'} header could not be read: the file is truncated or damaged (${message}).`);
+  }
+}
+
+const HEIF_BRANDS = new Set(['avif', 'avis', 'heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1']);
+
+/** Names the format from its magic bytes alone, for error messages about files libvips gave up on. */
+function sniffFormat(b: Uint8Array): string | null {
+  const ascii = (from: number, to: number) => String.fromCharCode(...b.subarray(from, to));
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'JPEG';
+  if (ascii(0, 8) === '\x89PNG\r\n\x1a\n') return 'PNG';
+  if (ascii(0, 4) === 'GIF8') return 'GIF';
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'WebP';
+  if (['II*\0', 'MM\0*', 'II+\0', 'MM\0+'].includes(ascii(0, 4))) return 'TIFF';
+  if (ascii(4, 8) === 'ftyp' && HEIF_BRANDS.has(ascii(8, 12))) return 'HEIF';
+  return null;
+}
+
+/** Decoded, oriented RGB (3 channels, HWC). */
+interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+interface Size {
+  width: number;
+  height: number;
+}
+
+/** Runs a pipeline to raw RGB, downscaled to `size` first if given (never upscaled). */
+async function decode(pipeline: Sharp, size: Size | null): Promise<RawImage> {
+  if (size) pipeline = pipeline.resize({ ...size, fit: 'fill', kernel: 'cubic', fastShrinkOnLoad: false });
+  // 'srgb' output replicates greyscale to three channels, as convert("RGB") does.
+  const { data, info } = await pipeline.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels in decoded RGB`);
+  return { data, width: info.width, height: info.height };
+}
+
+/** Second pass for images that needed a first one: downscale raw RGB, which has no alpha left. */
+async function shrink(image: RawImage, size: Size, maxPixels: number): Promise<RawImage> {
+  if (image.width === size.width && image.height === size.height) return image;
+  const { data, width, height } = image;
+  return decode(sharp(data, { raw: { width, height, channels: 3 }, limitInputPixels: maxPixels }), size);
+}
+
+/** First pass for images with alpha: oriented, alpha dropped (not composited), full size. */
+async function decodeDroppingAlpha(bytes: Uint8Array, input: SharpOptions): Promise<RawImage> {
+  return decode(sharp(bytes, input).removeAlpha(), null);
+}
+
+/**
+ * First pass for CMYK: read the CMYK values as stored and convert them with Pillow's
+ * formula, R = (255 - C) * (255 - K) / 255 etc., instead of libvips' ICC conversion.
+ * (Both decoders read CMYK JPEGs as Adobe-inverted, with or without the Adobe marker.)
+ */
+async function decodeCmykAsPillow(bytes: Uint8Array, input: SharpOptions): Promise<RawImage> {
+  const { data: cmyk, info } = await sharp(bytes, input)
+    .pipelineColourspace('cmyk') // keeps libvips from converting with a CMYK profile
+    .removeAlpha()
+    .toColourspace('cmyk')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 4) throw new Error(`unexpected ${info.channels} channels for CMYK`);
+  const pixels = info.width * info.height;
+  const rgb = new Uint8Array(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    const i = p * 4;
+    const o = p * 3;
+    const nk = 255 - cmyk[i + 3];
+    for (let c = 0; c < 3; c++) rgb[o + c] = nk - muldiv255(cmyk[i + c], nk); // never below 0
+  }
+  return { data: rgb, width: info.width, height: info.height };
+}
+
+/** Pillow's MULDIV255: a * b / 255, rounded, in integers. */
+function muldiv255(a: number, b: number): number {
+  const t = a * b + 128;
+  return ((t >> 8) + t) >> 8;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pillow 9.4's resize(..., BICUBIC) for 8-bit RGB, reproduced operation for operation
+// (libImaging/Resample.c): separable, horizontal pass first, weights normalised and
+// turned into 22-bit fixed point, each pass rounded and clipped to 0..255. Only the
+// upscaling case is needed here, where each output pixel reads at most 5 input pixels.
+
+const PRECISION_BITS = 22;
+const HALF = 1 << (PRECISION_BITS - 1);
+const TAPS = 5; // Pillow's ksize for an unscaled support of 2: ceil(2) * 2 + 1
+
+/** Pillow's bicubic filter: Catmull-Rom (a = -0.5), support 2. */
+function bicubic(x: number): number {
+  const a = -0.5;
+  if (x < 0) x = -x;
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+/**
+ * For output pixel i, the TAPS input pixels `index[i * TAPS + t]` and their fixed-point
+ * weights. Taps past Pillow's window get weight 0 and repeat its last pixel, so every
+ * output pixel can be computed with the same five multiply-adds.
+ */
+function upscaleTaps(inSize: number, outSize: number): { index: Int32Array; weight: Int32Array } {
+  const scale = inSize / outSize; // < 1: the filter keeps its support of 2
+  const index = new Int32Array(outSize * TAPS);
+  const weight = new Int32Array(outSize * TAPS);
+  const k = new Float64Array(TAPS);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const xmin = Math.max(Math.trunc(center - 2 + 0.5), 0);
+    const n = Math.min(Math.trunc(center + 2 + 0.5), inSize) - xmin;
+    let sum = 0;
+    for (let x = 0; x < n; x++) sum += k[x] = bicubic(x + xmin - center + 0.5);
+    for (let x = 0; x < TAPS; x++) {
+      const w = x < n ? (sum !== 0 ? k[x] / sum : k[x]) * (1 << PRECISION_BITS) : 0;
+      weight[xx * TAPS + x] = Math.trunc(w < 0 ? w - 0.5 : w + 0.5);
+      index[xx * TAPS + x] = xmin + Math.min(x, n - 1);
+    }
+  }
+  return { index, weight };
+}
+
+/** Pillow's clip8 on a fixed-point sum (int32 by design: 22 fraction bits, 8 value, 2 spare). */
+function clip8(sum: number): number {
+  const v = sum >> PRECISION_BITS;
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+/**
+ * Upscales RGB (HWC) exactly like Pillow's `resize((width, height))` with BICUBIC. Each
+ * axis may also stay as it is; shrinking is not supported (sharp does that).
+ */
+export function upscaleBicubicLikePillow(image: RawImage, width: number, height: number): Uint8Array {
+  let { data, width: w } = image;
+  const h = image.height;
+  if (width < w || height < h) throw new RangeError(`cannot upscale ${w}x${h} to ${width}x${height}`);
+  if (w !== width) {
+    data = upscaleRows(data, w, h, width);
+    w = width;
+  }
+  return h !== height ? upscaleColumns(data, w, h, height) : data;
+}
+
+function upscaleRows(src: Uint8Array, w: number, h: number, outWidth: number): Uint8Array {
+  const { index, weight } = upscaleTaps(w, outWidth);
+  const out = new Uint8Array(outWidth * h * 3);
+  let o = 0;
+  for (let y = 0; y < h; y++) {
+    const row = y * w * 3;
+    for (let t = 0; t < outWidth * TAPS; t += TAPS) {
+      const i0 = row + index[t] * 3, i1 = row + index[t + 1] * 3, i2 = row + index[t + 2] * 3;
+      const i3 = row + index[t + 3] * 3, i4 = row + index[t + 4] * 3;
+      const w0 = weight[t], w1 = weight[t + 1], w2 = weight[t + 2], w3 = weight[t + 3], w4 = weight[t + 4];
+      for (let c = 0; c < 3; c++) {
+        out[o++] = clip8(HALF + src[i0 + c] * w0 + src[i1 + c] * w1 + src[i2 + c] * w2 + src[i3 + c] * w3 + src[i4 + c] * w4);
+      }
+    }
+  }
+  return out;
+}
+
+function upscaleColumns(src: Uint8Array, w: number, h: number, outHeight: number): Uint8Array {
+  const { index, weight } = upscaleTaps(h, outHeight);
+  const stride = w * 3;
+  const out = new Uint8Array(stride * outHeight);
+  let o = 0;
+  for (let t = 0; t < outHeight * TAPS; t += TAPS) {
+    const r0 = index[t] * stride, r1 = index[t + 1] * stride, r2 = index[t + 2] * stride;
+    const r3 = index[t + 3] * stride, r4 = index[t + 4] * stride;
+    const w0 = weight[t], w1 = weight[t + 1], w2 = weight[t + 2], w3 = weight[t + 3], w4 = weight[t + 4];
+    for (let c = 0; c < stride; c++) {
+      out[o++] = clip8(HALF + src[r0 + c] * w0 + src[r1 + c] * w1 + src[r2 + c] * w2 + src[r3 + c] * w3 + src[r4 + c] * w4);
+    }
+  }
+  return out;
+}
+
+function decodeError(error: unknown, meta: Metadata, maxPixels: number): Error {
+  const message = errorMessage(error);
+  if (/exceeds pixel limit/i.test(message)) return tooManyPixels(meta.width, meta.height, maxPixels);
+  // Prebuilt sharp has no HEVC decoder: HEIC photos are read as far as the header only.
+  if (meta.format === 'heif' && meta.compression !== 'av1') {
+    return new ServiceError('unsupported_image', `HEIC (${meta.compression ?? 'unknown'}) images cannot be decoded here; send ${SUPPORTED_LIST}.`);
+  }
+  return new ServiceError('corrupt_image', `The ${meta.format.toUpperCase()} image is truncated or damaged (${message}).`);
+}
+
+function tooManyPixels(width: number, height: number, maxPixels: number): ServiceError {
+  const megapixels = (n: number) => `${(n / 1e6).toFixed(1)} MP`;
+  return new ServiceError(
+    'too_many_pixels',
+    `The image is ${width}x${height} (${megapixels(width * height)}), more than the limit of ${maxPixels} pixels (${megapixels(maxPixels)}).`,
+  );
+}
+
+function errorMessage(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0].trim(); // libvips appends its whole warning log on later lines
+}
+
+/**
+ * A plain Uint8Array (not a Buffer, whose slice() does not copy) that owns its whole
+ * ArrayBuffer, so the caller can transfer it. sharp's output already owns its memory.
+ */
+function ownBuffer(data: Uint8Array): Uint8Array {
+  if (data.byteOffset === 0 && data.buffer.byteLength === data.byteLength) return new Uint8Array(data.buffer);
+  return new Uint8Array(data);
+}
