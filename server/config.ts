@@ -1,11 +1,10 @@
 /**
  * The hub's command line: flags, their environment variables, defaults and validation.
  */
-import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 
-export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'wasm'] as const;
+export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -15,22 +14,22 @@ const ConfigSchema = z.object({
   zmq: z.string().min(1),
   httpPort: z.coerce.number().int().min(0).max(65535),
   httpHost: z.string().min(1),
-  workers: z.coerce.number().int().min(1).max(64),
+  /** Undefined: derived from the engine and the cores (see parallelism.ts). */
+  workers: z.coerce.number().int().min(1).max(64).optional(),
+  threadsPerWorker: z.coerce.number().int().min(1).max(64).optional(),
+  soloThreads: z.coerce.number().int().min(0).max(64).optional(),
   engine: z.enum(ENGINE_CHOICES),
   modelDir: z.string().min(1),
   maxImageBytes: z.coerce.number().int().min(1024),
   maxPixels: z.coerce.number().int().min(1),
   maxBatch: z.coerce.number().int().min(1).max(64),
+  batchWaitMs: z.coerce.number().min(0).max(1000),
   preprocessWorkers: z.coerce.number().int().min(1).max(16),
   graceMs: z.coerce.number().int().min(0),
   logLevel: z.enum(LOG_LEVELS),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
-
-export function defaultWorkers(): number {
-  return Math.max(1, availableParallelism());
-}
 
 function buildCommand(): Command {
   const opt = (flags: string, description: string, env: string, value: unknown) =>
@@ -40,7 +39,19 @@ function buildCommand(): Command {
     .addOption(opt('--zmq <endpoint>', 'ZeroMQ ROUTER endpoint to bind', 'HUB_ZMQ', 'tcp://*:5576'))
     .addOption(opt('--http-port <port>', 'HTTP port for the web UI and API (0 picks a free one)', 'HUB_HTTP_PORT', 8080))
     .addOption(opt('--http-host <host>', 'HTTP address to bind', 'HUB_HTTP_HOST', '0.0.0.0'))
-    .addOption(opt('--workers <n>', 'inference worker threads', 'HUB_WORKERS', defaultWorkers()))
+    .addOption(
+      new Option('--workers <n>', 'inference worker threads (default: one per core)').env('HUB_WORKERS'),
+    )
+    .addOption(
+      new Option('--threads-per-worker <n>', 'intra-op threads of each worker (default: cores / workers)').env(
+        'HUB_THREADS_PER_WORKER',
+      ),
+    )
+    .addOption(
+      new Option('--solo-threads <n>', 'onnx: threads for a batch run while every other worker is idle; 0: off (default: all cores)').env(
+        'HUB_SOLO_THREADS',
+      ),
+    )
     .addOption(
       new Option('--engine <engine>', 'inference engine in the workers')
         .choices(ENGINE_CHOICES)
@@ -50,7 +61,8 @@ function buildCommand(): Command {
     .addOption(opt('--model-dir <dir>', 'model store to serve (generated when missing)', 'HUB_MODEL_DIR', 'models/resnet50'))
     .addOption(opt('--max-image-bytes <n>', 'largest accepted image, in bytes', 'HUB_MAX_IMAGE_BYTES', 20 * MiB))
     .addOption(opt('--max-pixels <n>', 'largest accepted image, in pixels (checked before decoding)', 'HUB_MAX_PIXELS', 40_000_000))
-    .addOption(opt('--max-batch <n>', 'most requests one worker runs as one batch', 'HUB_MAX_BATCH', 1))
+    .addOption(opt('--max-batch <n>', 'most waiting requests one worker takes as one batch', 'HUB_MAX_BATCH', 1))
+    .addOption(opt('--batch-wait-ms <ms>', 'how long a free worker may wait for a batch to fill', 'HUB_BATCH_WAIT_MS', 0))
     .addOption(opt('--preprocess-workers <n>', 'image decoding worker threads', 'HUB_PREPROCESS_WORKERS', 1))
     .addOption(opt('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long to wait for requests in flight', 'HUB_GRACE_MS', 10_000))
     .addOption(

@@ -4,15 +4,31 @@
  */
 import { parseConfig } from './config.ts';
 import { createLogger } from './log.ts';
-import { ensureModel } from './model-bootstrap.ts';
+import type { EngineName } from './engines/engine.ts';
+import { AUTO_CANDIDATES } from './executors/local-pool.ts';
+import { ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
 
 const config = parseConfig(process.argv);
 const log = createLogger(config.logLevel);
 
+/** The ONNX engine needs model.onnx made from these weights; with `auto`, a failed export just rules it out. */
+async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | undefined> {
+  if (config.engine !== 'onnx' && config.engine !== 'auto') return undefined;
+  try {
+    await ensureOnnx(config.modelDir, log);
+    return undefined;
+  } catch (error) {
+    if (config.engine === 'onnx') throw error;
+    log.warn({ err: error, weights_sha256: weightsSha256 }, 'ONNX export failed; the onnx engine is left out');
+    return AUTO_CANDIDATES.filter((engine) => engine !== 'onnx');
+  }
+}
+
 async function main(): Promise<void> {
   const manifest = await ensureModel(config.modelDir, log);
-  const hub = await startHub(config, manifest, log);
+  const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
+  const hub = await startHub(config, manifest, log, { candidates });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

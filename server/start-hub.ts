@@ -4,7 +4,9 @@
 import type { ModelManifest } from '../models/tools/store.ts';
 import { MAX_TOP } from '../shared/labels.ts';
 import type { ModelInfo } from '../shared/protocol/classify.ts';
+import { availableParallelism } from 'node:os';
 import type { Config } from './config.ts';
+import type { EngineName } from './engines/engine.ts';
 import { LocalPool } from './executors/local-pool.ts';
 import { HttpFront } from './front/http-front.ts';
 import { ZmqFront } from './front/zmq-front.ts';
@@ -26,13 +28,26 @@ export function modelInfo(manifest: ModelManifest): ModelInfo {
   return { name: manifest.name, weights: manifest.weights, sha256: manifest.weightsSha256 };
 }
 
-export async function startHub(config: Config, manifest: ModelManifest, log: Logger): Promise<RunningHub> {
+export interface StartOptions {
+  /** Engines `--engine auto` may try. */
+  candidates?: readonly EngineName[];
+}
+
+export async function startHub(config: Config, manifest: ModelManifest, log: Logger, options: StartOptions = {}): Promise<RunningHub> {
   const limits = { maxImageBytes: config.maxImageBytes };
-  const scheduler = new Scheduler();
+  const scheduler = new Scheduler({ batchWaitMs: config.batchWaitMs });
   const preprocess = new PreprocessPool(config.preprocessWorkers, config.maxPixels, log);
   const pool = new LocalPool(
     scheduler,
-    { workers: config.workers, engine: config.engine, modelDir: config.modelDir, maxBatch: config.maxBatch, topK: MAX_TOP },
+    {
+      engine: config.engine,
+      candidates: options.candidates,
+      requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
+      cores: availableParallelism(),
+      modelDir: config.modelDir,
+      maxBatch: config.maxBatch,
+      topK: MAX_TOP,
+    },
     log,
   );
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log);
@@ -49,7 +64,10 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   const ready = {
     zmq: zmqEndpoint,
     http: `http://${config.httpHost}:${httpPort}`,
-    workers: pool.status().map((worker) => `${worker.id}:${worker.engine}`),
+    engine: pool.engine,
+    workers: pool.parallelism?.workers,
+    threads_per_worker: pool.parallelism?.threadsPerWorker,
+    solo_threads: pool.parallelism?.soloThreads,
     weights: manifest.weights,
     ...(untrained ? { warning: UNTRAINED_WARNING } : {}),
   };

@@ -3,13 +3,14 @@
  * and counts of requests by outcome.
  */
 import type { Hub } from './hub.ts';
-import type { LocalPool, LocalWorkerStatus } from './executors/local-pool.ts';
+import type { EngineTrial, LocalPool, LocalWorkerStatus } from './executors/local-pool.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 
 export interface StatusReport {
   ready: boolean;
   model: Hub['model'] & { warning?: string };
   executors: LocalWorkerStatus[];
+  engine: { chosen: string | undefined; workers?: number; threads_per_worker?: number; trials: EngineTrial[] };
   queue: { depth: number; running: number };
   requests: Record<string, number>;
   uptime_s: number;
@@ -26,6 +27,12 @@ export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool): St
     ready: hub.isReady,
     model,
     executors: pool.status(),
+    engine: {
+      chosen: pool.engine,
+      workers: pool.parallelism?.workers,
+      threads_per_worker: pool.parallelism?.threadsPerWorker,
+      trials: pool.trials,
+    },
     queue: { depth: scheduler.queueDepth, running: scheduler.runningJobs },
     requests: Object.fromEntries(hub.outcomes),
     uptime_s: Math.round((Date.now() - startedAt) / 1000),

@@ -82,6 +82,7 @@ test('/api/status shows the model, the workers and counts by outcome', async () 
     ready: boolean;
     model: { weights: string; warning?: string };
     executors: Array<{ id: string; engine: string; state: string; images: number }>;
+    engine: { chosen: string; trials: Array<{ engine: string; available: boolean; warmup_ms?: number }> };
     queue: { depth: number };
     requests: Record<string, number>;
   };
@@ -89,12 +90,26 @@ test('/api/status shows the model, the workers and counts by outcome', async () 
   assert.equal(status.model.weights, 'untrained');
   assert.match(status.model.warning ?? '', /UNTRAINED/);
   assert.equal(status.executors.length, 2);
+  assert.ok(status.engine.trials.some((trial) => trial.engine === status.engine.chosen && trial.available));
   for (const worker of status.executors) {
-    assert.equal(worker.engine, 'wasm');
+    assert.equal(worker.engine, status.engine.chosen);
     assert.equal(worker.state, 'ready');
   }
   assert.ok(status.executors.reduce((sum, worker) => sum + worker.images, 0) >= 5);
   assert.ok((status.requests.ok ?? 0) >= 5);
   assert.ok((status.requests.unsupported_image ?? 0) >= 1);
   assert.equal(status.queue.depth, 0);
+});
+
+test('--engine auto tried every engine and chose the fastest measured warm-up', async () => {
+  const status = (await (await fetch(`${hub.http}/api/status`)).json()) as {
+    engine: { chosen: string; trials: Array<{ engine: string; available: boolean; warmup_ms?: number; error?: string }> };
+  };
+  const tried = status.engine.trials.map((trial) => trial.engine).sort();
+  assert.deepEqual(tried, ['onnx', 'tfjs-node', 'wasm']);
+  const available = status.engine.trials.filter((trial) => trial.available);
+  assert.ok(available.length >= 2, JSON.stringify(status.engine.trials));
+  const fastest = available.reduce((a, b) => (b.warmup_ms! < a.warmup_ms! ? b : a));
+  assert.equal(status.engine.chosen, fastest.engine);
+  for (const trial of status.engine.trials.filter((t) => !t.available)) assert.ok(trial.error, `${trial.engine} says why it is unavailable`);
 });

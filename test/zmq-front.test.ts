@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
+import { ENGINE_NAMES } from '../server/engines/engine.ts';
+import type { EngineName } from '../server/engines/engine.ts';
 import { startHub } from './support/hub-process.ts';
 import type { HubProcess } from './support/hub-process.ts';
 import { dealerRequest, expectError, expectSuccess, payloadOf, photo, PHOTO_NAMES, reqRequest } from './support/zmq-clients.ts';
@@ -41,7 +43,7 @@ describe('seed-compatible replies', () => {
     assert.equal(result.preds, result.predictions.map((p) => `${p.label} : ${formatProbability(p.probability)}`).join(', '));
     assert.equal(result.executor.kind, 'local');
     assert.match(result.executor.id, /^local-\d+$/);
-    assert.equal(result.executor.engine, 'wasm');
+    assert.ok(ENGINE_NAMES.includes(result.executor.engine as EngineName), result.executor.engine);
     assert.deepEqual(Object.keys(result.model).sort(), ['name', 'sha256', 'weights']);
     assert.equal(result.model.weights, 'untrained');
     for (const key of ['queue_ms', 'preprocess_ms', 'inference_ms', 'total_ms'] as const) {

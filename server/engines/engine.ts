@@ -2,15 +2,33 @@
  * An engine runs the model on a batch of preprocessed images, inside one worker thread.
  * Every engine takes the same input and must give the same output.
  */
-export const ENGINE_NAMES = ['tfjs-node', 'wasm'] as const;
+export const ENGINE_NAMES = ['tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
+
+export interface EngineOptions {
+  /** The model store (model.json + shards, manifest.json, model.onnx). */
+  modelDir: string;
+  /** Threads this engine may use for one batch (intra-op parallelism). */
+  threads: number;
+  /**
+   * Whether idle threads may busy-wait for the next piece of work. Faster when each thread has
+   * a core to itself; ruinous when workers share cores, as spinning threads steal them.
+   */
+  spin?: boolean;
+  /**
+   * Threads for a batch run while every other worker is idle ("solo"), when that is more than
+   * `threads`: a lone request then gets the whole machine, a busy hub one core per worker.
+   */
+  soloThreads?: number;
+}
 
 export interface Engine {
   readonly name: EngineName;
   /**
    * @param rgb `batch` images of 224×224×3 uint8 RGB, one after another
+   * @param solo run with `soloThreads` (the other workers are idle)
    * @returns softmax probabilities, `batch` × 1000
    */
-  infer(rgb: Uint8Array, batch: number): Promise<Float32Array>;
+  infer(rgb: Uint8Array, batch: number, solo?: boolean): Promise<Float32Array>;
   dispose(): void;
 }

@@ -4,12 +4,13 @@
 import type { Tensor } from '@tensorflow/tfjs';
 import { loadLayersModelFromStore } from '../../models/tools/store.ts';
 import { INPUT_SIZE, toCaffeInput } from '../../shared/caffe.ts';
-import type { Engine } from './engine.ts';
+import type { Engine, EngineOptions } from './engine.ts';
 import { loadTfjs } from './tfjs-runtime.ts';
 
-export async function createTfjsEngine(name: 'tfjs-node' | 'wasm', modelDir: string): Promise<Engine> {
+/** `options.threads` is not used: tfjs' wasm backend runs single-threaded under Node. */
+export async function createTfjsEngine(name: 'tfjs-node' | 'wasm', options: EngineOptions): Promise<Engine> {
   const tf = await loadTfjs(name);
-  const model = await loadLayersModelFromStore(tf, modelDir);
+  const model = await loadLayersModelFromStore(tf, options.modelDir);
   return {
     name,
     async infer(rgb, batch) {

@@ -4,7 +4,7 @@
 import type { Worker } from 'node:worker_threads';
 import { INPUT_SIZE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
-import type { EngineChoice } from '../config.ts';
+import type { EngineName } from '../engines/engine.ts';
 import type { BatchResult, Executor } from './executor.ts';
 import { ServiceTimeEstimate } from './service-time.ts';
 import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
@@ -15,7 +15,13 @@ const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
 
 export interface LocalExecutorOptions {
   id: string;
-  engine: EngineChoice;
+  engine: EngineName;
+  threads: number;
+  spin: boolean;
+  /** Threads of a solo batch (see EngineOptions.soloThreads). */
+  soloThreads?: number;
+  /** Whether every other worker is idle now, so a batch may run solo. */
+  isAlone?: () => boolean;
   modelDir: string;
   maxBatch: number;
   topK: number;
@@ -23,6 +29,7 @@ export interface LocalExecutorOptions {
 
 interface Pending {
   batch: number;
+  solo: boolean;
   resolve: (result: BatchResult) => void;
   reject: (error: Error) => void;
 }
@@ -34,9 +41,11 @@ export class LocalExecutor implements Executor {
   readonly capacity = 1;
   readonly id: string;
   readonly maxBatch: number;
-  engine = 'starting';
+  readonly engine: EngineName;
+  readonly threads: number;
   state: LocalExecutorState = 'starting';
   warmupMs = 0;
+  soloWarmupMs: number | undefined;
   loadMs = 0;
   batchesDone = 0;
   imagesDone = 0;
@@ -45,17 +54,27 @@ export class LocalExecutor implements Executor {
   private readonly listeners: Array<() => void> = [];
   private readonly exitListeners: Array<(reason: string) => void> = [];
   private readonly estimate = new ServiceTimeEstimate(1000);
+  private readonly soloEstimate = new ServiceTimeEstimate(1000);
+  readonly soloThreads: number | undefined;
+  private readonly isAlone: () => boolean;
   private readonly topK: number;
   private nextBatchId = 1;
   private readonly ready: Promise<void>;
 
   constructor(options: LocalExecutorOptions) {
     this.id = options.id;
+    this.engine = options.engine;
+    this.threads = options.threads;
+    this.soloThreads = options.soloThreads;
+    this.isAlone = options.isAlone ?? (() => false);
     this.maxBatch = options.maxBatch;
     this.topK = options.topK;
     const workerData: InferenceWorkerData = {
       workerId: options.id,
       engine: options.engine,
+      threads: options.threads,
+      spin: options.spin,
+      soloThreads: options.soloThreads,
       modelDir: options.modelDir,
       topK: options.topK,
     };
@@ -63,8 +82,9 @@ export class LocalExecutor implements Executor {
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (message: WorkerToMain) => {
         if (message.type === 'ready') {
-          this.engine = message.engine;
           this.warmupMs = message.warmupMs;
+          this.soloWarmupMs = message.soloWarmupMs;
+          if (message.soloWarmupMs !== undefined) this.soloEstimate.observe(1, message.soloWarmupMs);
           this.loadMs = message.loadMs;
           this.estimate.observe(1, message.warmupMs);
           this.setState('ready');
@@ -102,8 +122,17 @@ export class LocalExecutor implements Executor {
     return this.estimate.perImage;
   }
 
+  /** The time a lone request takes: what `--engine auto` compares. */
+  get bestWarmupMs(): number {
+    return Math.min(this.warmupMs, this.soloWarmupMs ?? Infinity);
+  }
+
   expectedServiceMs(batchSize: number): number {
-    return this.estimate.expectedMs(batchSize);
+    return (this.runsSoloNow() ? this.soloEstimate : this.estimate).expectedMs(batchSize);
+  }
+
+  private runsSoloNow(): boolean {
+    return this.soloThreads !== undefined && this.isAlone();
   }
 
   onAvailabilityChange(listener: () => void): void {
@@ -119,9 +148,10 @@ export class LocalExecutor implements Executor {
     const rgb = new Uint8Array(images.length * IMAGE_BYTES);
     images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
     const batchId = this.nextBatchId++;
-    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length };
+    const solo = this.runsSoloNow();
+    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length, solo };
     return new Promise((resolve, reject) => {
-      this.pending.set(batchId, { batch: images.length, resolve, reject });
+      this.pending.set(batchId, { batch: images.length, solo, resolve, reject });
       this.worker.postMessage(request, [rgb.buffer]);
     });
   }
@@ -141,7 +171,7 @@ export class LocalExecutor implements Executor {
       pending.reject(new Error(`worker ${this.id}: ${message.message}`));
       return;
     }
-    this.estimate.observe(pending.batch, message.inferenceMs);
+    (pending.solo ? this.soloEstimate : this.estimate).observe(pending.batch, message.inferenceMs);
     this.batchesDone++;
     this.imagesDone += pending.batch;
     const results: TopK[] = [];

@@ -2,13 +2,15 @@
  * Messages between the hub's main thread and an inference worker thread. Images and results
  * travel as transferred buffers, so nothing is copied between threads.
  */
-import type { EngineChoice } from '../config.ts';
 import type { EngineName } from '../engines/engine.ts';
 
 export interface InferenceWorkerData {
   workerId: string;
-  engine: EngineChoice;
+  engine: EngineName;
   modelDir: string;
+  threads: number;
+  spin: boolean;
+  soloThreads?: number;
   /** Top-k computed in the worker, so only a few numbers per image come back. */
   topK: number;
 }
@@ -19,10 +21,12 @@ export interface InferRequest {
   /** `batch` images of 224×224×3 RGB, one after another. */
   rgb: Uint8Array;
   batch: number;
+  /** Every other worker is idle: use the engine's solo threads. */
+  solo: boolean;
 }
 
 export type WorkerToMain =
-  | { type: 'ready'; engine: EngineName; warmupMs: number; loadMs: number }
+  | { type: 'ready'; warmupMs: number; soloWarmupMs?: number; loadMs: number }
   | { type: 'result'; batchId: number; indices: Int32Array; probabilities: Float32Array; inferenceMs: number }
   | { type: 'failed'; batchId: number; message: string }
   | { type: 'fatal'; message: string };

@@ -20,6 +20,11 @@ export interface SchedulerEvents {
 export interface SchedulerOptions {
   /** How many times a job may be handed to an executor before it fails. */
   maxAttempts?: number;
+  /**
+   * How long the oldest waiting job may be held back so that a free executor gets a fuller
+   * batch. 0 (the default) never holds anything back: a lone request runs at once.
+   */
+  batchWaitMs?: number;
 }
 
 interface InFlight {
@@ -33,12 +38,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Removed executors whose running batches have not finished yet. */
   private readonly retiring = new Set<Executor>();
   private readonly maxAttempts: number;
+  private readonly batchWaitMs: number;
+  private batchTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private closedWith: ServiceError | undefined;
 
   constructor(options: SchedulerOptions = {}) {
     super();
     this.maxAttempts = options.maxAttempts ?? 3;
+    this.batchWaitMs = options.batchWaitMs ?? 0;
   }
 
   get queueDepth(): number {
@@ -85,6 +93,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   close(error: ServiceError): void {
     this.closedWith = error;
+    clearTimeout(this.batchTimer);
     for (const job of this.queue.splice(0)) job.settle({ ok: false, error });
     for (const batches of this.executors.values()) for (const batch of batches) for (const job of batch.jobs) job.settle({ ok: false, error });
   }
@@ -100,11 +109,27 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         if (!head) break;
         const best = this.earliestFinisher(head);
         if (!best || !this.hasFreeSlot(best)) break;
+        if (this.holdForFullerBatch(best, head)) break;
         this.dispatch(best, this.takeBatch(best));
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** True (and a timer set) when the batch for `executor` should wait a little for more jobs. */
+  private holdForFullerBatch(executor: Executor, head: Job): boolean {
+    if (this.batchWaitMs <= 0 || executor.maxBatch <= 1 || this.queue.length >= executor.maxBatch) return false;
+    const releaseAt = head.enqueuedAt + this.batchWaitMs;
+    const wait = releaseAt - performance.now();
+    if (wait <= 0) return false;
+    if (!this.batchTimer) {
+      this.batchTimer = setTimeout(() => {
+        this.batchTimer = undefined;
+        this.pump();
+      }, wait);
+    }
+    return true;
   }
 
   /** Jobs settled while waiting (deadline passed) leave the queue without being computed. */

@@ -1,0 +1,78 @@
+/**
+ * ResNet50 through onnxruntime-node (CPU execution provider), from the store's model.onnx.
+ *
+ * The ONNX file is made by models/tools/onnx-export.ts; the hub runs `ensureOnnxModel` before
+ * starting workers, so an engine only ever checks that the file is current and refuses if not
+ * (exporting here would have every worker thread export the same 100 MB file at once).
+ */
+import * as ort from 'onnxruntime-node';
+import { ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, onnxStaleness } from '../../models/tools/onnx-export.ts';
+import { INPUT_CHANNELS, INPUT_SIZE, INPUT_VALUES_PER_IMAGE, toCaffeInput } from '../../shared/caffe.ts';
+import { NUM_CLASSES } from '../../shared/labels.ts';
+import type { Engine, EngineOptions } from './engine.ts';
+
+export async function createOnnxEngine(options: EngineOptions): Promise<Engine> {
+  const stale = await onnxStaleness(options.modelDir);
+  if (stale !== null) {
+    throw new Error(`onnx engine: ${options.modelDir}/${ONNX_FILE} cannot be used (${stale}); run ensureOnnxModel first`);
+  }
+  if (!Number.isInteger(options.threads) || options.threads < 1) {
+    throw new RangeError(`onnx engine: threads must be a positive integer, got ${options.threads}`);
+  }
+  const session = await createSession(options.modelDir, options.threads, options.spin ?? true);
+  // Solo runs have the cores to themselves, so their threads may spin.
+  const soloSession =
+    options.soloThreads && options.soloThreads > options.threads ? await createSession(options.modelDir, options.soloThreads, true) : session;
+
+  // The caffe input is 600 KB per image; keep one buffer, grown to the largest batch seen. Only
+  // one run at a time can use it (onnxruntime reads it during run()), so an overlapping call
+  // gets a fresh one rather than waiting.
+  let buffer = new Float32Array(0);
+  let busy = false;
+
+  return {
+    name: 'onnx',
+    async infer(rgb, batch, solo = false) {
+      if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
+      const n = batch * INPUT_VALUES_PER_IMAGE;
+      let input: Float32Array;
+      const reuse = !busy;
+      if (reuse) {
+        if (buffer.length < n) buffer = new Float32Array(n);
+        input = buffer.subarray(0, n);
+        busy = true;
+      } else {
+        input = new Float32Array(n);
+      }
+      try {
+        toCaffeInput(rgb, batch, input);
+        const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', input, [batch, INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS]) };
+        const results = await (solo ? soloSession : session).run(feeds);
+        const output = results[ONNX_OUTPUT];
+        if (!output || output.type !== 'float32' || output.data.length !== batch * NUM_CLASSES) {
+          throw new Error(`onnx engine: unexpected output ${output ? `${output.type} [${output.dims.join(',')}]` : 'missing'}`);
+        }
+        // A fresh array per run (onnxruntime allocates outputs), so it is the caller's to keep.
+        return output.data as Float32Array;
+      } finally {
+        if (reuse) busy = false;
+      }
+    },
+    dispose() {
+      void session.release().catch(() => {});
+      if (soloSession !== session) void soloSession.release().catch(() => {});
+    },
+  };
+}
+
+function createSession(modelDir: string, threads: number, spin: boolean): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(`${modelDir}/${ONNX_FILE}`, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: threads,
+    // One graph, run op after op: there is no branch-level parallelism worth a second pool.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
+  });
+}
