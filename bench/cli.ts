@@ -114,7 +114,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
   const threads = opts.threads === undefined ? null : resolveParallelism(opts.engine, cores, { threadsPerWorker: opts.threads }).threadsPerWorker;
   const modelDir = path.resolve(REPO_ROOT, opts.modelDir);
   // Without --threads the hub runs as it would in production: its own workers, threads and solo mode.
-  const pinned = threads === null ? [] : [...(hubThreads === undefined ? ['--threads-per-worker', String(threads)] : []), ...(hubSolo === undefined ? ['--solo-threads', '0'] : [])];
+  const pinned =
+    threads === null
+      ? []
+      : [...(hubThreads === undefined ? ['--threads-per-worker', String(threads)] : []), ...(hubSolo === undefined ? ['--solo-threads', '0'] : [])];
   const hubArgs = ['--engine', opts.engine, '--model-dir', modelDir, ...pinned, ...userHubArgs];
   return {
     engine: opts.engine,

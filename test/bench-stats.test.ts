@@ -8,10 +8,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { CeilingResult } from '../bench/ceiling.ts';
-import { flagValue } from '../bench/cli.ts';
+import { ceilingThreadCounts, flagValue } from '../bench/cli.ts';
 import { cpuShare } from '../bench/cpu-share.ts';
 import type { StepResult } from '../bench/load-generator.ts';
-import { computeHeadline, formatTable, toJson, writeResults } from '../bench/report.ts';
+import { bestCeiling, computeHeadline, formatHeadline, formatTable, selectCeiling, toJson, writeResults } from '../bench/report.ts';
 import type { BenchResult, BenchStep } from '../bench/report.ts';
 import { percentile, round, summarize } from '../bench/stats.ts';
 import { escapeXml, niceTicks, renderChart } from '../bench/svg-chart.ts';
@@ -108,12 +108,58 @@ const CEILING: CeilingResult = {
   best: { batch: 4, imagesPerS: 2.5 },
 };
 
+/** A sketch of one engine's ceiling at `threads`: batch size → [p50 ms per batch, images/s]. */
+function ceilingAt(threads: number, figures: Record<number, [number, number]>): CeilingResult {
+  const ms = (p50: number) => ({ count: 5, mean: p50, min: p50, max: p50, p50, p90: p50, p99: p50 });
+  const batches = Object.entries(figures).map(([batch, [p50, imagesPerS]]) => ({ batch: Number(batch), msPerBatch: ms(p50), imagesPerS, cpu: null }));
+  const best = batches.reduce((a, b) => (b.imagesPerS > a.imagesPerS ? b : a));
+  return { engine: 'onnx', threads, loadMs: 100, singleImage: batches[0].msPerBatch, batches, best: { batch: best.batch, imagesPerS: best.imagesPerS } };
+}
+
+// The best throughput is 1 thread at batch 4; the lowest single-image latency is 2 threads.
+const ONE_THREAD = ceilingAt(1, { 1: [40, 25], 2: [76, 26.3], 4: [80, 50], 8: [170, 47.1] });
+const TWO_THREADS = ceilingAt(2, { 1: [25, 40], 2: [48, 41.7], 4: [90, 44.4], 8: [185, 43.2] });
+
+test('selectCeiling takes the best images/s over every (threads, batch) and the lowest batch-1 p50, each on its own', () => {
+  const choice = selectCeiling([ONE_THREAD, TWO_THREADS])!;
+  assert.deepEqual(choice.throughput, { threads: 1, batch: 4, imagesPerS: 50 });
+  assert.deepEqual(choice.singleImage, { threads: 2, p50Ms: 25 });
+  // Not the order measured: the same choice either way round.
+  assert.deepEqual(selectCeiling([TWO_THREADS, ONE_THREAD]), choice);
+  // The best batch of a thread count that loses on its best batch still never wins.
+  const faster = ceilingAt(2, { 1: [20, 50], 2: [35, 57.1], 4: [80, 50] });
+  assert.deepEqual(selectCeiling([ONE_THREAD, faster]), { throughput: { threads: 2, batch: 2, imagesPerS: 57.1 }, singleImage: { threads: 2, p50Ms: 20 } });
+});
+
+test('selectCeiling: nothing measured gives null, ties go to the first measured, non-finite figures never win', () => {
+  assert.equal(selectCeiling([]), null);
+  const same = ceilingAt(4, { 1: [40, 25], 4: [80, 50] });
+  assert.deepEqual(selectCeiling([ONE_THREAD, same]), { throughput: { threads: 1, batch: 4, imagesPerS: 50 }, singleImage: { threads: 1, p50Ms: 40 } });
+  const broken = ceilingAt(2, { 1: [Number.NaN, Number.NaN], 4: [Number.NaN, Number.POSITIVE_INFINITY] });
+  assert.deepEqual(selectCeiling([broken, ONE_THREAD]), { throughput: { threads: 1, batch: 4, imagesPerS: 50 }, singleImage: { threads: 1, p50Ms: 40 } });
+  assert.deepEqual(selectCeiling([broken]), { throughput: null, singleImage: null });
+});
+
+test('bestCeiling is the whole result of the thread count with the best throughput', () => {
+  assert.equal(bestCeiling([ONE_THREAD, TWO_THREADS]), ONE_THREAD);
+  assert.equal(bestCeiling([ceilingAt(1, { 1: [40, 25] }), TWO_THREADS]), TWO_THREADS);
+  assert.equal(bestCeiling([]), null);
+});
+
+test('ceilingThreadCounts: 1 and every core unless asked, no repeats, 1 for single-threaded wasm', () => {
+  assert.deepEqual(ceilingThreadCounts('onnx', 8, null), [1, 8]);
+  assert.deepEqual(ceilingThreadCounts('tfjs-node', 2, null), [1, 2]);
+  assert.deepEqual(ceilingThreadCounts('onnx', 1, null), [1]);
+  assert.deepEqual(ceilingThreadCounts('wasm', 8, null), [1]);
+  assert.deepEqual(ceilingThreadCounts('onnx', 8, 3), [3]);
+});
+
 test('headline: saturation over ceiling, C=1 overhead, totals of lost and errored', () => {
   const lossy = step(4, 3, 1500, {
     measured: { sent: 10, answered: 7, errored: 2, errors: { timeout: 2 }, lost: 1 },
     warmup: { sent: 3, answered: 2, errored: 0, errors: {}, lost: 1 },
   });
-  const headline = computeHeadline(CEILING, [step(1, 1.9, 520), step(2, 3.8, 540), lossy], null, 4200);
+  const headline = computeHeadline([CEILING], [step(1, 1.9, 520), step(2, 3.8, 540), lossy], null, 4200);
   assert.deepEqual(headline.saturation, { concurrency: 2, throughput: 3.8 });
   assert.ok(Math.abs(headline.saturationOverCeiling! - 3.8 / 2.5) < 1e-12);
   assert.equal(headline.c1OverheadMs, 30);
@@ -123,10 +169,20 @@ test('headline: saturation over ceiling, C=1 overhead, totals of lost and errore
 });
 
 test('headline without a ceiling or a C=1 step leaves those ratios null', () => {
-  const headline = computeHeadline(null, [step(2, 3, 500)], null, null);
+  const headline = computeHeadline([], [step(2, 3, 500)], null, null);
+  assert.equal(headline.ceiling, null);
   assert.equal(headline.saturationOverCeiling, null);
   assert.equal(headline.c1OverheadMs, null);
-  assert.equal(computeHeadline(CEILING, [step(2, 3, 500)], null, null).c1OverheadMs, null);
+  assert.equal(computeHeadline([CEILING], [step(2, 3, 500)], null, null).c1OverheadMs, null);
+});
+
+test('headline ratios are against the best ceiling: throughput and single-image latency from different thread counts', () => {
+  const headline = computeHeadline([ONE_THREAD, TWO_THREADS], [step(1, 30, 31), step(4, 100, 70)], null, null);
+  assert.deepEqual(headline.ceiling, selectCeiling([ONE_THREAD, TWO_THREADS]));
+  // 100 img/s over 1 thread × batch 4's 50, not over 2 threads' best (44.4) or either batch 1.
+  assert.ok(Math.abs(headline.saturationOverCeiling! - 2) < 1e-12, `saturation over ceiling ${headline.saturationOverCeiling}`);
+  // 31 ms at C=1 minus 2 threads' 25 ms, not 1 thread's 40.
+  assert.ok(Math.abs(headline.c1OverheadMs! - 6) < 1e-12, `C=1 overhead ${headline.c1OverheadMs}`);
 });
 
 test('niceTicks start at 0, step by 1, 2 or 5 × 10^k and reach the maximum', () => {
@@ -182,7 +238,8 @@ function result(): BenchResult {
     config: {
       engine: 'wasm',
       modelDir: 'models/test-resnet50',
-      threads: 1,
+      threads: null,
+      ceilingThreads: [1, 2],
       hubArgs: [],
       concurrency: [1, 2],
       durationS: 5,
@@ -191,10 +248,11 @@ function result(): BenchResult {
       images: [],
     },
     ceiling: CEILING,
-    hub: { startupMs: 4200, ready: { workers: 2, threads_per_worker: 1 }, exit: { code: 0, signal: null, ms: 120, killed: false } },
+    ceilings: [CEILING],
+    hub: { startupMs: 4200, ready: { workers: 2, threads_per_worker: 1, solo_threads: 2 }, exit: { code: 0, signal: null, ms: 120, killed: false } },
     steps,
     memory: { samples: 3, startMiB: 900.123456, peakMiB: 950, endMiB: 940 },
-    headline: computeHeadline(CEILING, steps, null, 4200),
+    headline: computeHeadline([CEILING], steps, null, 4200),
     problems: [],
     warnings: [],
   };
@@ -223,19 +281,41 @@ test('writeResults writes a timestamped JSON, latest.json with the same content,
     [1, 2],
   );
   assert.equal(parsed.headline.c1OverheadMs, 30);
+  assert.deepEqual(parsed.ceilings.map((c) => c.threads), [1]);
+  assert.equal(parsed.ceiling!.best.imagesPerS, 2.5);
   assert.match(await readFile(files.svg, 'utf8'), /<svg[\s\S]*<\/svg>\n$/);
 });
 
-test('the table has a row per ceiling batch and per step, error codes spelled out', () => {
+test('the table has a row per ceiling thread count and batch and per step, error codes spelled out', () => {
   const r = result();
   r.steps[1].measured = { sent: 12, answered: 9, errored: 3, errors: { timeout: 2, overloaded: 1 }, lost: 0 };
   const lines = formatTable(r).split('\n');
   assert.match(lines[0], /sent\s+ok\s+err\s+lost\s+img\/s\s+p50 ms/);
-  assert.ok(lines[1].startsWith('ceiling b=1') && lines[2].startsWith('ceiling b=4'));
+  assert.ok(lines[1].startsWith('ceiling t=1 b=1') && lines[2].startsWith('ceiling t=1 b=4'));
   assert.ok(lines[3].startsWith('hub C=1') && lines[4].startsWith('hub C=2'));
   assert.ok(lines[4].includes('3 (timeout:2 overloaded:1)'));
   // Cores taken by other processes, per row; '-' where unknown.
   assert.ok(lines[1].endsWith(' -') && lines[2].endsWith(' 0.50') && lines[3].endsWith(' 0.02') && lines[4].endsWith(' -'));
   // Columns line up: every row as wide as the header.
   assert.equal(new Set(lines.slice(0, 5).map((line) => line.length)).size, 1);
+});
+
+test('the table shows every thread count measured, in order; the headline names the best (threads, batch) and the hub’s parallelism', () => {
+  const r = result();
+  r.ceilings = [ONE_THREAD, TWO_THREADS];
+  r.ceiling = bestCeiling(r.ceilings);
+  r.steps = [{ ...step(1, 30, 31), cpu: null }, { ...step(4, 100, 70), cpu: null }];
+  r.headline = computeHeadline(r.ceilings, r.steps, null, 4200);
+  const labels = formatTable(r)
+    .split('\n')
+    .slice(1, 9)
+    .map((line) => line.split(/\s{2,}/)[0]);
+  assert.deepEqual(labels, ['ceiling t=1 b=1', 'ceiling t=1 b=2', 'ceiling t=1 b=4', 'ceiling t=1 b=8', 'ceiling t=2 b=1', 'ceiling t=2 b=2', 'ceiling t=2 b=4', 'ceiling t=2 b=8']);
+  const text = formatHeadline(r);
+  assert.match(text, /^ceiling: 50\.00 img\/s at t=1 b=4 .*best of t=1,2 × b=1,2,4,8/m);
+  assert.match(text, /^raw single image: p50 25\.0 ms at t=2$/m);
+  assert.match(text, /^saturation: 100\.00 img\/s at C=4 = 2\.00 × ceiling \(hub: 2 worker\(s\) × 1 thread\(s\), solo batches 2 thread\(s\)\)$/m);
+  assert.match(text, /^C=1 p50 minus raw single-image p50 \(t=2\): \+6\.0 ms$/m);
+  r.hub.ready = { workers: 2, threads_per_worker: 1 };
+  assert.match(formatHeadline(r), /hub: 2 worker\(s\) × 1 thread\(s\), no solo mode/);
 });

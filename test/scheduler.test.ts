@@ -9,11 +9,16 @@ import type { BatchResult, Executor } from '../server/executors/executor.ts';
 import { Job } from '../server/scheduler/job.ts';
 import type { JobOutcome } from '../server/scheduler/job.ts';
 import { Scheduler } from '../server/scheduler/scheduler.ts';
+import { createVerifier } from '../server/scheduler/verifier.ts';
 
 /** An executor that answers each image with its first byte as the top class, after a delay. */
 class TimedExecutor implements Executor {
-  readonly kind = 'local';
+  kind: 'local' | 'volunteer' = 'local';
   readonly engine = 'test';
+  /** Takes this long whatever it promises, to play a straggler. */
+  actualMs: number | undefined;
+  /** Adds this to every answer's class, to play a liar. */
+  lieBy = 0;
   readonly capacity = 1;
   available = true;
   failNext = 0;
@@ -32,12 +37,12 @@ class TimedExecutor implements Executor {
   }
   async run(images: readonly Uint8Array[]): Promise<BatchResult> {
     this.batches.push(images.map((image) => image[0]));
-    await new Promise((resolve) => setTimeout(resolve, this.perImageMs * images.length));
+    await new Promise((resolve) => setTimeout(resolve, this.actualMs ?? this.perImageMs * images.length));
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('simulated executor failure');
     }
-    return { results: images.map((image) => ({ indices: [image[0]], probabilities: [1] })), inferenceMs: 1 };
+    return { results: images.map((image) => ({ indices: [image[0] + this.lieBy], probabilities: [1] })), inferenceMs: 1 };
   }
 }
 
@@ -47,6 +52,16 @@ function job(tag: number, options: { deadlineAt?: number; offload?: boolean } = 
 
 function topClass(outcome: JobOutcome): number | string {
   return outcome.ok ? outcome.result.indices[0] : outcome.error.code;
+}
+
+function servedBy(outcome: JobOutcome): string {
+  return outcome.ok ? outcome.executor.id : outcome.error.code;
+}
+
+function volunteer(id: string, perImageMs: number): TimedExecutor {
+  const executor = new TimedExecutor(id, perImageMs);
+  executor.kind = 'volunteer';
+  return executor;
 }
 
 test('jobs run in arrival order and each gets its own result', async () => {
@@ -122,4 +137,73 @@ test('a job settles exactly once, whatever arrives later', async () => {
   assert.equal(j.settle({ ok: true, result: { indices: [1], probabilities: [1] }, executor: { kind: 'local', id: 'x', engine: 'e' }, queueMs: 0, inferenceMs: 0 }), true);
   assert.equal(j.settle({ ok: true, result: { indices: [2], probabilities: [1] }, executor: { kind: 'local', id: 'y', engine: 'e' }, queueMs: 0, inferenceMs: 0 }), false);
   assert.equal(topClass(await j.outcome()), 1);
+});
+
+test('--offload off keeps every job local; a job with offload false stays local under auto', async () => {
+  for (const [mode, offload] of [['off', true], ['auto', false]] as const) {
+    const scheduler = new Scheduler({ offload: mode });
+    const local = new TimedExecutor('local', 50);
+    const tab = volunteer('tab', 1);
+    scheduler.addExecutor(local);
+    scheduler.addExecutor(tab);
+    const jobs = [1, 2, 3].map((tag) => job(tag, { offload }));
+    jobs.forEach((j) => scheduler.submit(j));
+    const outcomes = await Promise.all(jobs.map((j) => j.outcome()));
+    assert.deepEqual(outcomes.map(servedBy), ['local', 'local', 'local'], mode);
+    assert.deepEqual(tab.batches, []);
+  }
+});
+
+test('--offload prefer fills a free volunteer first, even when a local worker would be faster', async () => {
+  const scheduler = new Scheduler({ offload: 'prefer' });
+  scheduler.addExecutor(new TimedExecutor('local', 1));
+  scheduler.addExecutor(volunteer('tab', 30));
+  const first = job(1);
+  scheduler.submit(first);
+  assert.equal(servedBy(await first.outcome()), 'tab');
+});
+
+test('a batch far past its expected time is hedged onto an idle executor; the first answer wins', async () => {
+  const scheduler = new Scheduler({ hedgeAfter: () => 20 });
+  const straggler = new TimedExecutor('straggler', 5);
+  straggler.actualMs = 400;
+  scheduler.addExecutor(straggler);
+  const slow = job(7);
+  scheduler.submit(slow); // goes to the straggler: it promises 5 ms
+  const backup = new TimedExecutor('backup', 50);
+  scheduler.addExecutor(backup);
+  const hedges: string[] = [];
+  scheduler.on('hedged', (_jobs, from, to) => hedges.push(`${from.id}->${to.id}`));
+  const started = performance.now();
+  const outcome = await slow.outcome();
+  assert.equal(servedBy(outcome), 'backup');
+  assert.equal(topClass(outcome), 7);
+  assert.ok(performance.now() - started < 300, 'answered before the straggler finished');
+  assert.deepEqual(hedges, ['straggler->backup']);
+});
+
+test('with --verify-fraction 1 a lying volunteer is caught and its answer replaced by the local one', async () => {
+  const scheduler = new Scheduler({ offload: 'prefer' });
+  const verdicts: Array<[string, boolean]> = [];
+  scheduler.setResultReviewer(createVerifier(scheduler, { fraction: 1, onVerdict: (e, agreed) => verdicts.push([e.id, agreed]) }));
+  const local = new TimedExecutor('local', 5);
+  const liar = volunteer('liar', 5);
+  liar.lieBy = 100;
+  const honest = volunteer('honest', 5);
+  scheduler.addExecutor(local);
+  scheduler.addExecutor(liar);
+  const lied = job(3);
+  scheduler.submit(lied);
+  const outcome = await lied.outcome();
+  assert.equal(topClass(outcome), 3, 'the reply carries the right class');
+  assert.equal(servedBy(outcome), 'local');
+  assert.deepEqual(verdicts, [['liar', false]]);
+
+  scheduler.removeExecutor(liar);
+  scheduler.addExecutor(honest);
+  const fine = job(4);
+  scheduler.submit(fine);
+  const good = await fine.outcome();
+  assert.equal(servedBy(good), 'honest');
+  assert.deepEqual(verdicts.at(-1), ['honest', true]);
 });

@@ -4,10 +4,12 @@
  * Writes a deterministic UNTRAINED ResNet50 store (see generate.ts), with a progress bar on
  * stderr. Leaves an existing store alone unless --force.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DEFAULT_SEED, generateUntrainedModel, type GenerateStage } from './generate.ts';
 import { DEFAULT_MODEL_DIR, readManifest, type ModelManifest } from './store.ts';
+import { ARCHITECTURES } from '../../shared/model/resnet50.ts';
+import type { ArchitectureName } from '../../shared/model/resnet50.ts';
 
 const WARNING = [
   '',
@@ -33,9 +35,14 @@ const program = new Command()
   .option('--model-dir <dir>', 'store folder', DEFAULT_MODEL_DIR)
   .option('--seed <n>', 'PRNG seed (same seed, same weights)', parseSeed, DEFAULT_SEED)
   .option('--force', 'replace an existing store (including real ImageNet weights)', false)
+  .addOption(
+    new Option('--architecture <name>', 'resnet50, or tiny-resnet for tests (same layers, a fraction of the cost)')
+      .choices(Object.keys(ARCHITECTURES))
+      .default('resnet50'),
+  )
   .parse();
 
-const options = program.opts<{ modelDir: string; seed: number; force: boolean }>();
+const options = program.opts<{ modelDir: string; seed: number; force: boolean; architecture: ArchitectureName }>();
 
 async function main(): Promise<number> {
   let existing: ModelManifest | null = null;
@@ -77,7 +84,7 @@ async function main(): Promise<number> {
   };
 
   try {
-    const manifest = await generateUntrainedModel(options.modelDir, { seed: options.seed, onProgress });
+    const manifest = await generateUntrainedModel(options.modelDir, { seed: options.seed, architecture: options.architecture, onProgress });
     if (tty) bar.stop();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     process.stderr.write(

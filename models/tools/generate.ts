@@ -32,7 +32,8 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { loadTfjs } from '../../server/engines/tfjs-runtime.ts';
 import { toCaffeInput } from '../../shared/caffe.ts';
-import { buildResNet50, RESNET50_CLASSES } from '../../shared/model/resnet50.ts';
+import { ARCHITECTURES, buildResNet, RESNET50_CLASSES } from '../../shared/model/resnet50.ts';
+import type { ArchitectureName } from '../../shared/model/resnet50.ts';
 import { Prng } from './prng.ts';
 import { DEFAULT_MODEL_DIR, writeModelStore, type ModelManifest } from './store.ts';
 import { generateSyntheticImages } from './synthetic-images.ts';
@@ -54,6 +55,8 @@ export type GenerateStage = 'weights' | 'calibration' | 'classifier' | 'saving';
 
 export interface GenerateOptions {
   seed?: number;
+  /** Default resnet50; tiny-resnet is for tests that need a cheap model on the same path. */
+  architecture?: ArchitectureName;
   onProgress?: (stage: GenerateStage, done: number, total: number) => void;
   calibrationImages?: number;
 }
@@ -69,7 +72,7 @@ export async function generateUntrainedModel(dir: string = DEFAULT_MODEL_DIR, op
       dir,
       {
         formatVersion: 1,
-        name: 'resnet50',
+        name: options.architecture ?? 'resnet50',
         weights: 'untrained',
         source: { kind: 'generated', seed, generator: GENERATOR },
         createdAt: new Date().toISOString(),
@@ -87,7 +90,7 @@ export async function generateUntrainedModel(dir: string = DEFAULT_MODEL_DIR, op
 export async function buildUntrainedModel(tf: Tf, options: GenerateOptions = {}): Promise<LayersModel> {
   const seed = options.seed ?? DEFAULT_SEED;
   const report = options.onProgress ?? (() => {});
-  const model = buildResNet50(tf, { kernelInitializer: 'zeros' });
+  const model = buildResNet(tf, ARCHITECTURES[options.architecture ?? 'resnet50'], { kernelInitializer: 'zeros' });
   try {
     initialiseWeights(tf, model, seed, report);
 

@@ -26,7 +26,7 @@ export const SHARD_BYTES = 4 * 1024 * 1024;
 
 const manifestSchema = z.object({
   formatVersion: z.literal(1),
-  name: z.literal('resnet50'),
+  name: z.enum(['resnet50', 'tiny-resnet']),
   weights: z.enum(['untrained', 'imagenet']),
   /** SHA-256 (hex) of the concatenated weight data, i.e. of the shards in order. */
   weightsSha256: z.string().regex(/^[0-9a-f]{64}$/),

@@ -5,6 +5,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { DEFAULT_TOP, MAX_TOP } from '../../shared/labels.ts';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
@@ -37,8 +38,16 @@ export interface HttpFrontOptions {
   status: () => unknown;
 }
 
+/** Answers a GET it knows (static files, model files); returns false to let the next one try. */
+export type GetHandler = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<boolean> | boolean;
+
+/** Takes over an HTTP upgrade (a WebSocket) for its path. */
+export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
 export class HttpFront {
   private readonly server: Server;
+  private readonly getHandlers: GetHandler[] = [];
+  private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
 
   constructor(
     private readonly hub: Hub,
@@ -52,9 +61,24 @@ export class HttpFront {
         else response.destroy();
       });
     });
+    this.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+      const handler = this.upgradeHandlers.get(path);
+      if (handler) handler(request, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    });
     // Uploads of large images over slow links still fit; idle sockets do not pile up.
     this.server.requestTimeout = 120_000;
     this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Adds GET routes tried, in order, after the API's own. */
+  addGetHandler(handler: GetHandler): void {
+    this.getHandlers.push(handler);
+  }
+
+  onUpgrade(path: string, handler: UpgradeHandler): void {
+    this.upgradeHandlers.set(path, handler);
   }
 
   async listen(port: number, host: string): Promise<number> {
@@ -86,6 +110,9 @@ export class HttpFront {
       case 'POST /api/classify':
         return this.classify(request, response, url);
       default:
+        if (request.method === 'GET' || request.method === 'HEAD') {
+          for (const handler of this.getHandlers) if (await handler(request, response, url)) return;
+        }
         return sendJson(response, 404, { error: { code: 'not_found', message: `no route for ${route}` } });
     }
   }

@@ -30,6 +30,8 @@ export interface JobOptions {
   offload: boolean;
   /** Absolute time (performance.now()) after which the answer is useless. */
   deadlineAt?: number;
+  /** A client's request, or the hub's own re-run of one to check a volunteer. */
+  purpose?: 'request' | 'verification';
 }
 
 let nextJobNumber = 0;
@@ -39,9 +41,12 @@ export class Job {
   readonly image: Uint8Array;
   readonly offload: boolean;
   readonly deadlineAt: number | undefined;
+  readonly purpose: 'request' | 'verification';
   readonly enqueuedAt = performance.now();
   startedAt: number | undefined;
   attempts = 0;
+  /** Executors running this job now: more than one while a hedge is under way. */
+  readonly runningOn = new Set<object>();
   private settledOutcome: JobOutcome | undefined;
   private readonly done: Promise<JobOutcome>;
   private resolveDone!: (outcome: JobOutcome) => void;
@@ -52,6 +57,7 @@ export class Job {
     this.image = options.image;
     this.offload = options.offload;
     this.deadlineAt = options.deadlineAt;
+    this.purpose = options.purpose ?? 'request';
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (this.deadlineAt !== undefined) {
       const delay = Math.max(0, this.deadlineAt - performance.now());

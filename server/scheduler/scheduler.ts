@@ -2,20 +2,30 @@
  * One queue in arrival order, and the decision of which executor runs what: the head of the
  * queue goes to the executor expected to finish it first, together with whatever else is
  * waiting, up to that executor's batch size. A failed batch goes back to the front of the
- * queue; a job is settled exactly once, whatever happens.
+ * queue; a batch running well past its expected time is hedged onto an idle executor; a
+ * volunteer's answers pass a reviewer (spot-check verification). A job is settled exactly
+ * once, whatever happens: the first answer wins.
  */
 import { EventEmitter } from 'node:events';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Executor } from '../executors/executor.ts';
-import type { Job, JobOutcome } from './job.ts';
+import type { Job, JobOutcome, JobSuccess } from './job.ts';
 
 export interface SchedulerEvents {
   queued: [job: Job];
   started: [jobs: Job[], executor: Executor];
   settled: [job: Job, outcome: JobOutcome];
   batchFailed: [jobs: Job[], executor: Executor, error: Error];
+  hedged: [jobs: Job[], from: Executor, to: Executor];
 }
+
+/** Where work may go: `off` keeps it local, `auto` goes where it finishes first, `prefer` fills free volunteers first. */
+export const OFFLOAD_MODES = ['off', 'auto', 'prefer'] as const;
+export type OffloadMode = (typeof OFFLOAD_MODES)[number];
+
+/** Decides the outcome of a job a volunteer answered (verification); may take its time. */
+export type ResultReviewer = (job: Job, outcome: JobSuccess, executor: Executor) => Promise<JobOutcome>;
 
 export interface SchedulerOptions {
   /** How many times a job may be handed to an executor before it fails. */
@@ -25,11 +35,23 @@ export interface SchedulerOptions {
    * batch. 0 (the default) never holds anything back: a lone request runs at once.
    */
   batchWaitMs?: number;
+  offload?: OffloadMode;
+  /**
+   * A batch still running `hedgeAfter(expected)` ms past its expected end is run again on an
+   * idle executor, if there is one. Undefined: never hedge.
+   */
+  hedgeAfter?: (expectedMs: number) => number;
 }
 
 interface InFlight {
   jobs: Job[];
   expectedEndAt: number;
+  hedgeTimer?: NodeJS.Timeout;
+}
+
+/** Hedging waits at least as long again as the batch was expected to take, and never less than this. */
+export function defaultHedgeAfter(expectedMs: number): number {
+  return Math.max(expectedMs, 500);
 }
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
@@ -39,6 +61,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly retiring = new Set<Executor>();
   private readonly maxAttempts: number;
   private readonly batchWaitMs: number;
+  private readonly offload: OffloadMode;
+  private readonly hedgeAfter: ((expectedMs: number) => number) | undefined;
+  private reviewer: ResultReviewer | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private closedWith: ServiceError | undefined;
@@ -47,6 +72,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     super();
     this.maxAttempts = options.maxAttempts ?? 3;
     this.batchWaitMs = options.batchWaitMs ?? 0;
+    this.offload = options.offload ?? 'auto';
+    this.hedgeAfter = options.hedgeAfter;
+  }
+
+  /** Every answer from a volunteer goes through `reviewer` before it settles its job. */
+  setResultReviewer(reviewer: ResultReviewer): void {
+    this.reviewer = reviewer;
   }
 
   get queueDepth(): number {
@@ -76,13 +108,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     else this.retiring.add(executor);
   }
 
-  submit(job: Job): void {
+  /** Queues a job behind those waiting; `urgent` puts it in front (verification re-runs). */
+  submit(job: Job, urgent = false): void {
     if (this.closedWith) {
       job.settle({ ok: false, error: this.closedWith });
       return;
     }
     void job.outcome().then((outcome) => this.emit('settled', job, outcome));
-    this.queue.push(job);
+    if (urgent) this.queue.unshift(job);
+    else this.queue.push(job);
     this.emit('queued', job);
     this.pump();
   }
@@ -95,7 +129,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.closedWith = error;
     clearTimeout(this.batchTimer);
     for (const job of this.queue.splice(0)) job.settle({ ok: false, error });
-    for (const batches of this.executors.values()) for (const batch of batches) for (const job of batch.jobs) job.settle({ ok: false, error });
+    for (const batches of this.executors.values()) {
+      for (const batch of batches) {
+        clearTimeout(batch.hedgeTimer);
+        for (const job of batch.jobs) job.settle({ ok: false, error });
+      }
+    }
   }
 
   private pump(): void {
@@ -140,7 +179,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private eligible(job: Job, executor: Executor): boolean {
-    return executor.available && !this.retiring.has(executor) && (job.offload || executor.kind === 'local');
+    if (!executor.available || this.retiring.has(executor) || job.runningOn.has(executor)) return false;
+    return executor.kind === 'local' || (job.offload && this.offload !== 'off');
   }
 
   private hasFreeSlot(executor: Executor): boolean {
@@ -155,11 +195,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private earliestFinisher(job: Job): Executor | undefined {
+    if (this.offload === 'prefer') {
+      const freeVolunteer = this.pickEarliest(job, (e) => e.kind === 'volunteer' && this.hasFreeSlot(e));
+      if (freeVolunteer) return freeVolunteer;
+    }
+    return this.pickEarliest(job, () => true);
+  }
+
+  private pickEarliest(job: Job, include: (executor: Executor) => boolean): Executor | undefined {
     const now = performance.now();
     let best: Executor | undefined;
     let bestEnd = Infinity;
     for (const executor of this.executors.keys()) {
-      if (!this.eligible(job, executor)) continue;
+      if (!include(executor) || !this.eligible(job, executor)) continue;
       const end = this.startTime(executor, now) + executor.expectedServiceMs(1);
       // Ties go to the executor with free capacity, so an idle one is never passed over.
       if (end < bestEnd || (end === bestEnd && best && !this.hasFreeSlot(best))) {
@@ -189,11 +237,17 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private dispatch(executor: Executor, jobs: Job[]): void {
     if (jobs.length === 0) return;
     const startedAt = performance.now();
-    const inFlight: InFlight = { jobs, expectedEndAt: startedAt + executor.expectedServiceMs(jobs.length) };
+    const expectedMs = executor.expectedServiceMs(jobs.length);
+    const inFlight: InFlight = { jobs, expectedEndAt: startedAt + expectedMs };
     this.executors.get(executor)!.push(inFlight);
     for (const job of jobs) {
-      job.startedAt = startedAt;
+      job.startedAt ??= startedAt;
       job.attempts++;
+      job.runningOn.add(executor);
+    }
+    if (this.hedgeAfter) {
+      inFlight.hedgeTimer = setTimeout(() => this.hedge(executor, inFlight), expectedMs + this.hedgeAfter(expectedMs));
+      inFlight.hedgeTimer.unref();
     }
     this.emit('started', jobs, executor);
     const info = describeExecutor(executor);
@@ -201,22 +255,31 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     // Through a promise, so that an executor that throws instead of rejecting fails the same way.
     Promise.resolve()
       .then(() => executor.run(images))
-      .then(
-        (batch) => {
-          if (batch.results.length !== jobs.length) {
-            throw new Error(`executor ${executor.id} returned ${batch.results.length} results for ${jobs.length} images`);
-          }
-          jobs.forEach((job, i) => {
-            job.settle({ ok: true, result: batch.results[i], executor: info, queueMs: startedAt - job.enqueuedAt, inferenceMs: batch.inferenceMs });
-          });
-        },
-      )
+      .then((batch) => {
+        if (batch.results.length !== jobs.length) {
+          throw new Error(`executor ${executor.id} returned ${batch.results.length} results for ${jobs.length} images`);
+        }
+        jobs.forEach((job, i) => {
+          const success: JobSuccess = {
+            ok: true,
+            result: batch.results[i],
+            executor: info,
+            queueMs: (job.startedAt ?? startedAt) - job.enqueuedAt,
+            inferenceMs: batch.inferenceMs,
+          };
+          if (executor.kind === 'local' || !this.reviewer || job.settled) job.settle(success);
+          else void this.reviewer(job, success, executor).then((outcome) => job.settle(outcome));
+        });
+      })
       .catch((error: unknown) => {
         const failure = error instanceof Error ? error : new Error(String(error));
         this.emit('batchFailed', jobs, executor, failure);
+        for (const job of jobs) job.runningOn.delete(executor);
         this.retryOrFail(jobs, failure);
       })
       .finally(() => {
+        clearTimeout(inFlight.hedgeTimer);
+        for (const job of jobs) job.runningOn.delete(executor);
         const batches = this.executors.get(executor);
         if (batches) batches.splice(batches.indexOf(inFlight), 1);
         if (this.retiring.has(executor) && batches?.length === 0) {
@@ -227,11 +290,31 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       });
   }
 
+  /**
+   * The batch is late: run its unsettled jobs again on an idle executor (never the same one),
+   * and let the first answer win. Only idle capacity is used, so hedging never delays others.
+   */
+  private hedge(from: Executor, inFlight: InFlight): void {
+    const jobs = inFlight.jobs.filter((job) => !job.settled);
+    if (jobs.length === 0 || this.closedWith) return;
+    const idle = this.pickEarliest(jobs[0], (e) => e !== from && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
+    if (!idle) {
+      // Nobody is free now; look again after another interval.
+      const expectedMs = Math.max(1, inFlight.expectedEndAt - (jobs[0].startedAt ?? inFlight.expectedEndAt));
+      inFlight.hedgeTimer = setTimeout(() => this.hedge(from, inFlight), this.hedgeAfter?.(expectedMs) ?? expectedMs);
+      inFlight.hedgeTimer.unref();
+      return;
+    }
+    this.emit('hedged', jobs, from, idle);
+    this.dispatch(idle, jobs.slice(0, idle.maxBatch));
+  }
+
   /** Jobs of a failed batch go back to the front of the queue, in order, unless they have had their tries. */
   private retryOrFail(jobs: Job[], error: Error): void {
     const retry: Job[] = [];
     for (const job of jobs) {
-      if (job.settled) continue;
+      // Settled, or still running elsewhere (a hedge): nothing to re-queue.
+      if (job.settled || job.runningOn.size > 0) continue;
       if (job.attempts < this.maxAttempts) retry.push(job);
       else job.settle({ ok: false, error: new ServiceError('internal', `inference failed ${job.attempts} times: ${error.message}`) });
     }

@@ -23,12 +23,46 @@ export const RESNET50_CLASSES = 1000;
 export const RESNET50_PARAM_COUNT = 25_636_712;
 
 /** Stage name, number of bottleneck blocks, bottleneck width (output is 4× that), first stride. */
-const STAGES = [
-  { name: 'conv2', blocks: 3, filters: 64, stride: 1 },
-  { name: 'conv3', blocks: 4, filters: 128, stride: 2 },
-  { name: 'conv4', blocks: 6, filters: 256, stride: 2 },
-  { name: 'conv5', blocks: 3, filters: 512, stride: 2 },
-] as const;
+interface Stage {
+  name: string;
+  blocks: number;
+  filters: number;
+  stride: number;
+}
+
+/** A ResNet of keras-applications' shape: stem, bottleneck stages, pooling, classifier. */
+export interface ResNetArchitecture {
+  name: string;
+  stemFilters: number;
+  stages: readonly Stage[];
+}
+
+export const RESNET50: ResNetArchitecture = {
+  name: 'resnet50',
+  stemFilters: 64,
+  stages: [
+    { name: 'conv2', blocks: 3, filters: 64, stride: 1 },
+    { name: 'conv3', blocks: 4, filters: 128, stride: 2 },
+    { name: 'conv4', blocks: 6, filters: 256, stride: 2 },
+    { name: 'conv5', blocks: 3, filters: 512, stride: 2 },
+  ],
+};
+
+/**
+ * The same layer types, names and data path at a fraction of the cost (≈ 0.1 M parameters):
+ * for tests that need a real model through a slow path, such as a browser on a software GPU.
+ */
+export const TINY_RESNET: ResNetArchitecture = {
+  name: 'tiny-resnet',
+  stemFilters: 16,
+  stages: [
+    { name: 'conv2', blocks: 1, filters: 8, stride: 1 },
+    { name: 'conv3', blocks: 2, filters: 16, stride: 2 },
+  ],
+};
+
+export const ARCHITECTURES = { resnet50: RESNET50, 'tiny-resnet': TINY_RESNET } as const;
+export type ArchitectureName = keyof typeof ARCHITECTURES;
 
 const BN_EPSILON = 1.001e-5;
 
@@ -43,6 +77,10 @@ export interface BuildOptions {
 }
 
 export function buildResNet50(tf: Tf, options: BuildOptions = {}): tfjs.LayersModel {
+  return buildResNet(tf, RESNET50, options);
+}
+
+export function buildResNet(tf: Tf, architecture: ResNetArchitecture, options: BuildOptions = {}): tfjs.LayersModel {
   const kernelInitializer = options.kernelInitializer ?? 'glorotUniform';
   const L = tf.layers;
 
@@ -86,12 +124,12 @@ export function buildResNet50(tf: Tf, options: BuildOptions = {}): tfjs.LayersMo
 
   const input = tf.input({ shape: [...RESNET50_INPUT_SHAPE], name: 'input_1', dtype: 'float32' });
   let x = L.zeroPadding2d({ padding: [[3, 3], [3, 3]], name: 'conv1_pad' }).apply(input) as SymbolicTensor;
-  x = conv(x, 64, 7, 2, 'conv1_conv');
+  x = conv(x, architecture.stemFilters, 7, 2, 'conv1_conv');
   x = relu(bn(x, 'conv1_bn'), 'conv1_relu');
   x = L.zeroPadding2d({ padding: [[1, 1], [1, 1]], name: 'pool1_pad' }).apply(x) as SymbolicTensor;
   x = L.maxPooling2d({ poolSize: 3, strides: 2, name: 'pool1_pool' }).apply(x) as SymbolicTensor;
 
-  for (const stage of STAGES) {
+  for (const stage of architecture.stages) {
     x = block(x, stage.filters, stage.stride, true, `${stage.name}_block1`);
     for (let i = 2; i <= stage.blocks; i++) {
       x = block(x, stage.filters, 1, false, `${stage.name}_block${i}`);
@@ -106,5 +144,5 @@ export function buildResNet50(tf: Tf, options: BuildOptions = {}): tfjs.LayersMo
     name: 'predictions',
   }).apply(x) as SymbolicTensor;
 
-  return tf.model({ inputs: input, outputs: output, name: 'resnet50' });
+  return tf.model({ inputs: input, outputs: output, name: architecture.name });
 }

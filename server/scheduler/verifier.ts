@@ -1,0 +1,58 @@
+/**
+ * Spot-check verification of volunteers' answers: a share of them is recomputed on a local
+ * worker and compared. A volunteer that disagrees is reported (the hub quarantines it). With
+ * a fraction of 1 every answer is checked before its reply goes out, and a wrong one is
+ * replaced by the local answer; below 1 the reply goes out at once and the check follows.
+ */
+import type { TopK } from '../../shared/labels.ts';
+import type { Executor } from '../executors/executor.ts';
+import { Job } from './job.ts';
+import type { JobOutcome, JobSuccess } from './job.ts';
+import type { ResultReviewer, Scheduler } from './scheduler.ts';
+
+/** Same top-1, and every top-k probability within this of the local one. */
+export const DEFAULT_TOLERANCE = 0.02;
+
+export interface VerifierOptions {
+  fraction: number;
+  tolerance?: number;
+  random?: () => number;
+  onVerdict?: (executor: Executor, agreed: boolean, detail: string) => void;
+}
+
+export function agree(volunteer: TopK, local: TopK, tolerance: number): { agreed: boolean; detail: string } {
+  if (volunteer.indices[0] !== local.indices[0]) {
+    return { agreed: false, detail: `top-1 ${volunteer.indices[0]} where the local worker says ${local.indices[0]}` };
+  }
+  const k = Math.min(volunteer.probabilities.length, local.probabilities.length);
+  for (let i = 0; i < k; i++) {
+    const gap = Math.abs(volunteer.probabilities[i] - local.probabilities[i]);
+    if (!(gap <= tolerance)) return { agreed: false, detail: `probability #${i + 1} off by ${gap.toFixed(4)} (tolerance ${tolerance})` };
+  }
+  return { agreed: true, detail: 'agrees' };
+}
+
+export function createVerifier(scheduler: Scheduler, options: VerifierOptions): ResultReviewer {
+  const tolerance = options.tolerance ?? DEFAULT_TOLERANCE;
+  const random = options.random ?? Math.random;
+
+  const recompute = async (job: Job): Promise<JobOutcome> => {
+    const check = new Job({ id: `${job.id}:verify`, image: job.image, offload: false, purpose: 'verification' });
+    // In front of the queue: a reply may be waiting for it.
+    scheduler.submit(check, true);
+    return check.outcome();
+  };
+
+  const judge = (executor: Executor, volunteer: JobSuccess, local: JobOutcome): JobOutcome => {
+    if (!local.ok) return volunteer; // nothing to compare with (no local worker could run it)
+    const verdict = agree(volunteer.result, local.result, tolerance);
+    options.onVerdict?.(executor, verdict.agreed, verdict.detail);
+    return verdict.agreed ? volunteer : { ...local, queueMs: volunteer.queueMs };
+  };
+
+  return async (job, volunteer, executor) => {
+    if (options.fraction <= 0 || (options.fraction < 1 && random() >= options.fraction)) return volunteer;
+    const checked = recompute(job).then((local) => judge(executor, volunteer, local));
+    return options.fraction >= 1 ? checked : volunteer;
+  };
+}
