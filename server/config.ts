@@ -3,6 +3,7 @@
  */
 import { Command, Option } from 'commander';
 import { z } from 'zod';
+import { OFFLOAD_MODES } from './scheduler/scheduler.ts';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
@@ -15,7 +16,7 @@ const ConfigSchema = z.object({
   httpPort: z.coerce.number().int().min(0).max(65535),
   httpHost: z.string().min(1),
   /** Undefined: derived from the engine and the cores (see parallelism.ts). */
-  workers: z.coerce.number().int().min(1).max(64).optional(),
+  workers: z.coerce.number().int().min(0).max(64).optional(),
   threadsPerWorker: z.coerce.number().int().min(1).max(64).optional(),
   soloThreads: z.coerce.number().int().min(0).max(64).optional(),
   engine: z.enum(ENGINE_CHOICES),
@@ -27,6 +28,10 @@ const ConfigSchema = z.object({
   preprocessWorkers: z.coerce.number().int().min(1).max(16),
   graceMs: z.coerce.number().int().min(0),
   logLevel: z.enum(LOG_LEVELS),
+  offload: z.enum(OFFLOAD_MODES),
+  verifyFraction: z.coerce.number().min(0).max(1),
+  volunteerToken: z.string().min(8, 'use a token of at least 8 characters').optional(),
+  volunteerOrigins: z.string().optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -40,7 +45,7 @@ function buildCommand(): Command {
     .addOption(opt('--http-port <port>', 'HTTP port for the web UI and API (0 picks a free one)', 'HUB_HTTP_PORT', 8080))
     .addOption(opt('--http-host <host>', 'HTTP address to bind', 'HUB_HTTP_HOST', '0.0.0.0'))
     .addOption(
-      new Option('--workers <n>', 'inference worker threads (default: one per core)').env('HUB_WORKERS'),
+      new Option('--workers <n>', 'inference worker threads (default: one per core; 0: only volunteers compute)').env('HUB_WORKERS'),
     )
     .addOption(
       new Option('--threads-per-worker <n>', 'intra-op threads of each worker (default: cores / workers)').env(
@@ -67,6 +72,19 @@ function buildCommand(): Command {
     .addOption(opt('--grace-ms <ms>', 'on SIGINT/SIGTERM, how long to wait for requests in flight', 'HUB_GRACE_MS', 10_000))
     .addOption(
       new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).env('HUB_LOG_LEVEL').default('info'),
+    )
+    .addOption(
+      new Option('--offload <mode>', 'volunteers: off, auto (where a request finishes first) or prefer (free volunteers first)')
+        .choices(OFFLOAD_MODES)
+        .env('HUB_OFFLOAD')
+        .default('auto'),
+    )
+    .addOption(opt('--verify-fraction <f>', 'share of volunteer answers recomputed locally to check them (1: all, before replying)', 'HUB_VERIFY_FRACTION', 0.05))
+    .addOption(new Option('--volunteer-token <token>', 'volunteers must present this token to join').env('HUB_VOLUNTEER_TOKEN'))
+    .addOption(
+      new Option('--volunteer-origins <list>', 'comma-separated origins allowed to open the volunteer socket (default: this host and localhost)').env(
+        'HUB_VOLUNTEER_ORIGINS',
+      ),
     )
     .showHelpAfterError();
 }

@@ -8,13 +8,14 @@ import type { EngineName } from './engines/engine.ts';
 import { AUTO_CANDIDATES } from './executors/local-pool.ts';
 import { ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
+import { ensureWebBuild } from './web-build.ts';
 
 const config = parseConfig(process.argv);
 const log = createLogger(config.logLevel);
 
 /** The ONNX engine needs model.onnx made from these weights; with `auto`, a failed export just rules it out. */
 async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | undefined> {
-  if (config.engine !== 'onnx' && config.engine !== 'auto') return undefined;
+  if ((config.engine !== 'onnx' && config.engine !== 'auto') || config.workers === 0) return undefined;
   try {
     await ensureOnnx(config.modelDir, log);
     return undefined;
@@ -26,6 +27,7 @@ async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | u
 }
 
 async function main(): Promise<void> {
+  await ensureWebBuild(log);
   const manifest = await ensureModel(config.modelDir, log);
   const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
   const hub = await startHub(config, manifest, log, { candidates });

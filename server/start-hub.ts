@@ -14,7 +14,11 @@ import { Hub } from './hub.ts';
 import type { Logger } from './log.ts';
 import { PreprocessPool } from './preprocess/preprocess-pool.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
-import { Scheduler } from './scheduler/scheduler.ts';
+import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
+import { createVerifier } from './scheduler/verifier.ts';
+import { attachVolunteerSocket } from './front/volunteer-socket.ts';
+import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
+import { WEB_DIST_DIR } from './web-build.ts';
 import { buildStatus, UNTRAINED_WARNING } from './status.ts';
 
 export interface RunningHub {
@@ -35,7 +39,7 @@ export interface StartOptions {
 
 export async function startHub(config: Config, manifest: ModelManifest, log: Logger, options: StartOptions = {}): Promise<RunningHub> {
   const limits = { maxImageBytes: config.maxImageBytes };
-  const scheduler = new Scheduler({ batchWaitMs: config.batchWaitMs });
+  const scheduler = new Scheduler({ batchWaitMs: config.batchWaitMs, offload: config.offload, hedgeAfter: defaultHedgeAfter });
   const preprocess = new PreprocessPool(config.preprocessWorkers, config.maxPixels, log);
   const pool = new LocalPool(
     scheduler,
@@ -51,8 +55,28 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     log,
   );
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log);
-  const http = new HttpFront(hub, { limits, status: () => buildStatus(hub, scheduler, pool) }, log);
+  const http = new HttpFront(hub, { limits, status: () => buildStatus(hub, scheduler, pool, volunteers) }, log);
   const zmqFront = new ZmqFront(hub, limits, log);
+  http.addGetHandler(serveModelStore(config.modelDir));
+  http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
+  const volunteers = attachVolunteerSocket({
+    onUpgrade: (path, handler) => http.onUpgrade(path, handler),
+    scheduler,
+    model: { url: `${MODEL_URL_PREFIX}model.json`, sha256: manifest.weightsSha256, weights: manifest.weights },
+    log,
+    token: config.volunteerToken,
+    allowedOrigins: config.volunteerOrigins?.split(',').map((origin) => origin.trim()),
+  });
+  // Without local workers nothing can recompute a volunteer's answer.
+  const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
+  scheduler.setResultReviewer(
+    createVerifier(scheduler, {
+      fraction: verifyFraction,
+      onVerdict: (executor, agreed, detail) => {
+        if (!agreed) volunteers.quarantine(executor.id, `its answer disagreed with a local worker: ${detail}`);
+      },
+    }),
+  );
 
   // Probes answer while the workers warm up: /readyz says 503 until they are.
   const httpPort = await http.listen(config.httpPort, config.httpHost);
@@ -84,6 +108,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       scheduler.close(new ServiceError('shutting_down', 'the server stopped before this request finished'));
       await hub.drain(1000);
       await zmqFront.flush();
+      // Volunteers' sockets count as the HTTP server's connections: close them before it.
+      await volunteers.close();
       await Promise.all([zmqFront.close(), http.close()]);
       await Promise.all([pool.stop(), preprocess.stop()]);
       return drained;

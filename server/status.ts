@@ -5,12 +5,15 @@
 import type { Hub } from './hub.ts';
 import type { EngineTrial, LocalPool, LocalWorkerStatus } from './executors/local-pool.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
+import type { VolunteerHub, VolunteerHubStats, VolunteerStatus } from './front/volunteer-socket.ts';
 
 export interface StatusReport {
   ready: boolean;
   model: Hub['model'] & { warning?: string };
   executors: LocalWorkerStatus[];
   engine: { chosen: string | undefined; workers?: number; threads_per_worker?: number; trials: EngineTrial[] };
+  volunteers: VolunteerStatus[];
+  volunteer_stats: VolunteerHubStats;
   queue: { depth: number; running: number };
   requests: Record<string, number>;
   uptime_s: number;
@@ -21,7 +24,7 @@ export const UNTRAINED_WARNING =
 
 const startedAt = Date.now();
 
-export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool): StatusReport {
+export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool, volunteers: VolunteerHub): StatusReport {
   const model = hub.model.weights === 'untrained' ? { ...hub.model, warning: UNTRAINED_WARNING } : hub.model;
   return {
     ready: hub.isReady,
@@ -33,6 +36,8 @@ export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool): St
       threads_per_worker: pool.parallelism?.threadsPerWorker,
       trials: pool.trials,
     },
+    volunteers: volunteers.list(),
+    volunteer_stats: volunteers.stats(),
     queue: { depth: scheduler.queueDepth, running: scheduler.runningJobs },
     requests: Object.fromEntries(hub.outcomes),
     uptime_s: Math.round((Date.now() - startedAt) / 1000),

@@ -66,6 +66,10 @@ export class LocalPool {
 
   /** Picks the engine, starts every worker; resolves when all are warm, rejects if none can start. */
   async start(): Promise<void> {
+    if (this.options.requested.workers === 0) {
+      this.log.warn('no local workers (--workers 0): only volunteers compute, and their answers cannot be verified');
+      return;
+    }
     const first = await this.startFirstWorker();
     this.engine = first.engine;
     this.parallelism = resolveParallelism(first.engine, this.options.cores, this.options.requested);

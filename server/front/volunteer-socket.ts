@@ -1,0 +1,588 @@
+/**
+ * The hub's end of `/ws/volunteer`. Admits a tab at the HTTP upgrade (Origin, token), greets
+ * it, turns it into a VolunteerExecutor once it says hello with the right model, routes its
+ * answers, drops it when it falls silent, and takes whatever a hostile or broken tab sends
+ * without harm to the hub: refused, counted, logged, never thrown.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { RawData } from 'ws';
+import { MAX_TOP } from '../../shared/labels.ts';
+import type { WeightsKind } from '../../shared/protocol/classify.ts';
+import {
+  MAX_VOLUNTEER_BATCH,
+  MAX_VOLUNTEER_MESSAGE_BYTES,
+  VOLUNTEER_PROTOCOL_VERSION,
+  VolunteerMessageSchema,
+} from '../../shared/protocol/volunteer.ts';
+import type { AdapterInfo, HubMessage, VolunteerBackend } from '../../shared/protocol/volunteer.ts';
+import { VolunteerExecutor } from '../executors/volunteer-executor.ts';
+import type { JobTimeout, JobVerdict, VolunteerHello, VolunteerState } from '../executors/volunteer-executor.ts';
+import type { Logger } from '../log.ts';
+import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { UpgradeHandler } from './http-front.ts';
+
+export const VOLUNTEER_PATH = '/ws/volunteer';
+export const DEFAULT_HEARTBEAT_MS = 2000;
+/** Origins a tab may come from besides the hub's own host, unless `allowedOrigins` says otherwise. */
+export const DEFAULT_VOLUNTEER_ORIGINS: readonly string[] = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'];
+
+/** Close codes the hub uses; 4000–4999 are the application's own. */
+const CLOSE_BYE = 1000;
+const CLOSE_STOP = 1001;
+const CLOSE_VIOLATIONS = 1008;
+const CLOSE_REFUSED = 4001;
+const CLOSE_QUARANTINED_EARLY = 4002;
+/** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
+const CLOSE_WAIT_MS = 1000;
+
+export interface VolunteerModel {
+  url: string;
+  sha256: string;
+  weights: WeightsKind;
+}
+
+export interface VolunteerSocketOptions {
+  /** Registers the upgrade handler for `path` (HttpFront.onUpgrade). */
+  onUpgrade: (path: string, handler: UpgradeHandler) => void;
+  scheduler: Pick<Scheduler, 'addExecutor' | 'removeExecutor'>;
+  /** The model tabs must run; a function when it may change while the hub runs. */
+  model: VolunteerModel | (() => VolunteerModel);
+  log: Logger;
+  path?: string;
+  /** When set (and not empty), a tab must present it as `?token=` or as one of its WebSocket subprotocols. */
+  token?: string;
+  /**
+   * Origins allowed besides the hub's own host (same host as the Host header), e.g.
+   * `https://example.org`, `http://localhost:*` (any port), `*` (any). Default: localhost ones.
+   */
+  allowedOrigins?: readonly string[];
+  heartbeatMs?: number;
+  /** A tab silent for this many heartbeats is dropped. */
+  missedBeats?: number;
+  /** The hub's batch limit for a tab (the tab's own from hello applies too). */
+  maxBatch?: number;
+  topK?: number;
+  /** Protocol violations after which a tab's socket is closed. */
+  maxViolations?: number;
+  maxConnections?: number;
+  jobTimeout?: JobTimeout;
+  maxConsecutiveFailures?: number;
+  failureRestMs?: number;
+}
+
+export type VolunteerConnectionState = 'joining' | VolunteerState;
+
+/** One tab as `/api/status` and the web UI show it. */
+export interface VolunteerStatus {
+  id: string;
+  kind: 'volunteer';
+  /** `joining`: connected, loading and warming up the model, no hello yet. */
+  state: VolunteerConnectionState;
+  backend?: VolunteerBackend;
+  adapter?: AdapterInfo;
+  user_agent?: string;
+  busy: boolean;
+  per_image_ms?: number;
+  overhead_ms?: number;
+  max_batch?: number;
+  jobs: number;
+  images: number;
+  failures: number;
+  violations: number;
+  connected_at: string;
+  last_seen: string;
+  quarantine_reason?: string;
+}
+
+export type UpgradeRefusal = 'origin' | 'token' | 'capacity' | 'stopping';
+
+export interface VolunteerHubStats {
+  connected: number;
+  joined_total: number;
+  dropped_total: number;
+  refused_hellos: number;
+  violations_total: number;
+  refused_upgrades: Record<UpgradeRefusal, number>;
+}
+
+export interface VolunteerHubEvents {
+  joined: [volunteer: VolunteerStatus];
+  left: [volunteer: VolunteerStatus, reason: string];
+  quarantined: [volunteer: VolunteerStatus, reason: string];
+}
+
+interface Connection {
+  id: string;
+  ws: WebSocket;
+  connectedAt: number;
+  /** performance.now() of the last frame from the tab: silence is measured on a monotonic clock. */
+  lastHeard: number;
+  userAgent: string | undefined;
+  violations: number;
+  executor?: VolunteerExecutor;
+  inScheduler: boolean;
+  finished: boolean;
+  closed: Promise<void>;
+}
+
+type OriginRule = { any: true } | { protocol: string; hostname: string } | { origin: string };
+
+/** Attaches the volunteer WebSocket to the HTTP front; the returned hub is the hub's handle on volunteers. */
+export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerHub {
+  const hub = new VolunteerHub(options);
+  options.onUpgrade(options.path ?? VOLUNTEER_PATH, (request, socket, head) => hub.handleUpgrade(request, socket, head));
+  return hub;
+}
+
+export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
+  private readonly connections = new Map<string, Connection>();
+  private readonly wss: WebSocketServer;
+  private readonly heartbeatTimer: NodeJS.Timeout;
+  private readonly log: Logger;
+  private readonly scheduler: VolunteerSocketOptions['scheduler'];
+  private readonly model: () => VolunteerModel;
+  private readonly tokenDigest: Buffer | undefined;
+  private readonly originRules: OriginRule[];
+  private readonly heartbeatMs: number;
+  private readonly missedBeats: number;
+  private readonly maxBatch: number;
+  private readonly topK: number;
+  private readonly maxViolations: number;
+  private readonly maxConnections: number;
+  private readonly options: VolunteerSocketOptions;
+  private accepting = true;
+  private volunteerCount = 0;
+  private jobCount = 0;
+  private readonly counters = { joined: 0, dropped: 0, refusedHellos: 0, violations: 0 };
+  private readonly refusedUpgrades: Record<UpgradeRefusal, number> = { origin: 0, token: 0, capacity: 0, stopping: 0 };
+
+  constructor(options: VolunteerSocketOptions) {
+    super();
+    this.options = options;
+    this.log = options.log.child({ component: 'volunteers' });
+    this.scheduler = options.scheduler;
+    const model = options.model;
+    this.model = typeof model === 'function' ? model : () => model;
+    this.tokenDigest = options.token ? digest(options.token) : undefined;
+    this.originRules = (options.allowedOrigins ?? DEFAULT_VOLUNTEER_ORIGINS).map(parseOriginRule);
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.missedBeats = options.missedBeats ?? 3;
+    this.maxBatch = clamp(options.maxBatch ?? MAX_VOLUNTEER_BATCH, 1, MAX_VOLUNTEER_BATCH);
+    this.topK = clamp(options.topK ?? MAX_TOP, 1, MAX_TOP);
+    this.maxViolations = options.maxViolations ?? 20;
+    this.maxConnections = options.maxConnections ?? 256;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: MAX_VOLUNTEER_MESSAGE_BYTES,
+      // Tabs send small JSON; inflating their frames would only be a way to make the hub work.
+      perMessageDeflate: false,
+    });
+    this.heartbeatTimer = setInterval(() => this.tick(), this.heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  /** The HTTP upgrade for the volunteer path: refused at once unless Origin and token pass. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      const refusal = this.admit(request);
+      if (refusal) {
+        const count = ++this.refusedUpgrades[refusal.kind];
+        const fields = { reason: refusal.kind, origin: request.headers.origin, address: request.socket.remoteAddress, count };
+        // The first of a kind points at a misconfiguration; a stream of them must not flood the log.
+        if (count === 1) this.log.warn(fields, 'volunteer connection refused');
+        else this.log.debug(fields, 'volunteer connection refused');
+        refuseUpgrade(socket, refusal.status, refusal.message);
+        return;
+      }
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, request));
+    } catch (error) {
+      this.log.error({ err: error }, 'volunteer upgrade failed');
+      socket.destroy();
+    }
+  }
+
+  list(): VolunteerStatus[] {
+    return [...this.connections.values()].map((connection) => this.statusOf(connection));
+  }
+
+  stats(): VolunteerHubStats {
+    return {
+      connected: this.connections.size,
+      joined_total: this.counters.joined,
+      dropped_total: this.counters.dropped,
+      refused_hellos: this.counters.refusedHellos,
+      violations_total: this.counters.violations,
+      refused_upgrades: { ...this.refusedUpgrades },
+    };
+  }
+
+  /**
+   * No more jobs for this tab; it is told, and its batch in flight goes back to the queue. It
+   * stays connected (and listed) so the tab can show why. False when there is no such tab.
+   */
+  quarantine(id: string, reason: string): boolean {
+    const connection = this.connections.get(id);
+    if (!connection) return false;
+    if (connection.executor) {
+      connection.executor.quarantine(reason); // false when it already was: still quarantined
+      return true;
+    }
+    // Not joined yet: nothing to hold back, so it is told and let go.
+    this.send(connection, { type: 'quarantined', reason });
+    this.log.warn({ volunteer: id, reason }, 'volunteer quarantined before hello');
+    this.closeConnection(connection, CLOSE_QUARANTINED_EARLY, 'quarantined', `quarantined: ${reason}`);
+    return true;
+  }
+
+  /** For shutdown: every tab is sent `stop` and closed; new tabs are refused from now on. */
+  async stopAll(reason: string): Promise<void> {
+    this.accepting = false;
+    const closing = [...this.connections.values()].map((connection) => {
+      this.send(connection, { type: 'stop', reason });
+      return this.closeConnection(connection, CLOSE_STOP, 'hub stopping', `stopped: ${reason}`);
+    });
+    await Promise.all(closing);
+  }
+
+  /** stopAll, then stops the heartbeat; the upgrade handler refuses from now on. */
+  async close(): Promise<void> {
+    await this.stopAll('the hub is closing');
+    clearInterval(this.heartbeatTimer);
+    this.wss.close();
+  }
+
+  private admit(request: IncomingMessage): { kind: UpgradeRefusal; status: number; message: string } | undefined {
+    if (!this.accepting) return { kind: 'stopping', status: 503, message: 'the hub is shutting down' };
+    if (this.connections.size >= this.maxConnections) return { kind: 'capacity', status: 503, message: 'too many volunteers connected' };
+    if (!originAllowed(request.headers.origin, request.headers.host, this.originRules)) {
+      return { kind: 'origin', status: 403, message: 'origin not allowed' };
+    }
+    if (this.tokenDigest && !presentsToken(request, this.tokenDigest)) return { kind: 'token', status: 401, message: 'a volunteer token is required' };
+    return undefined;
+  }
+
+  private accept(ws: WebSocket, request: IncomingMessage): void {
+    const id = `volunteer-${++this.volunteerCount}`;
+    const connection: Connection = {
+      id,
+      ws,
+      connectedAt: Date.now(),
+      lastHeard: performance.now(),
+      userAgent: request.headers['user-agent'],
+      violations: 0,
+      inScheduler: false,
+      finished: false,
+      closed: new Promise((resolve) => ws.once('close', () => resolve())),
+    };
+    this.connections.set(id, connection);
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(connection, data, isBinary);
+      } catch (error) {
+        // A bug of ours, not the tab's: logged loudly, never thrown into ws.
+        this.log.error({ err: error, volunteer: id }, 'volunteer message handler failed');
+      }
+    });
+    // ws reports the tab's protocol errors here (oversized, bad UTF-8, bad opcode) and then closes.
+    ws.on('error', (error) => this.violation(connection, 'socket_error', error.message));
+    ws.on('close', (code, reason) => this.finish(connection, `socket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
+    this.log.info({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
+    const model = this.model();
+    this.send(connection, {
+      type: 'welcome',
+      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      volunteer_id: id,
+      model: { url: model.url, sha256: model.sha256, weights: model.weights },
+      heartbeat_ms: this.heartbeatMs,
+      top_k: this.topK,
+      max_batch: this.maxBatch,
+    });
+  }
+
+  private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
+    if (connection.finished) return;
+    connection.lastHeard = performance.now();
+    connection.executor?.markSeen();
+    if (isBinary) return this.violation(connection, 'binary_frame', 'a tab sends only text frames');
+    let json: unknown;
+    try {
+      json = JSON.parse(rawText(data));
+    } catch {
+      return this.violation(connection, 'invalid_json', 'not JSON');
+    }
+    const parsed = VolunteerMessageSchema.safeParse(json);
+    if (!parsed.success) {
+      const detail = parsed.error.issues
+        .slice(0, 3)
+        .map((issue) => `${issue.path.join('.') || '(message)'}: ${issue.message}`)
+        .join('; ');
+      return this.violation(connection, 'invalid_message', detail);
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case 'heartbeat':
+        return;
+      case 'bye':
+        this.closeConnection(connection, CLOSE_BYE, 'bye', 'said bye');
+        return;
+      case 'hello':
+        return this.onHello(connection, message);
+      case 'result':
+      case 'job_failed': {
+        const executor = connection.executor;
+        if (!executor) return this.violation(connection, 'before_hello', `${message.type} before hello`);
+        const verdict = message.type === 'result' ? executor.handleResult(message) : executor.handleJobFailed(message);
+        return this.onVerdict(connection, message.type, message.job_id, verdict);
+      }
+    }
+  }
+
+  private onHello(connection: Connection, hello: VolunteerHello): void {
+    if (connection.executor) return this.violation(connection, 'duplicate_hello', 'hello after hello');
+    const model = this.model();
+    if (hello.model_sha256 !== model.sha256.toLowerCase()) {
+      this.counters.refusedHellos++;
+      this.log.warn({ volunteer: connection.id, theirs: hello.model_sha256, ours: model.sha256 }, 'volunteer refused: wrong model');
+      this.send(connection, { type: 'refused', reason: `the hub serves model ${model.sha256} (${model.url}), not ${hello.model_sha256}` });
+      this.closeConnection(connection, CLOSE_REFUSED, 'wrong model', 'refused: wrong model');
+      return;
+    }
+    const executor = new VolunteerExecutor({
+      id: connection.id,
+      hello,
+      link: {
+        send: (message) => this.send(connection, message),
+        sendJob: (frame, onError) => this.sendJob(connection, frame, onError),
+      },
+      maxBatch: this.maxBatch,
+      topK: this.topK,
+      // u32, as the job frame carries it; unique across tabs so one can never answer another's.
+      nextJobId: () => (this.jobCount = (this.jobCount + 1) >>> 0),
+      timeout: this.options.jobTimeout,
+      maxConsecutiveFailures: this.options.maxConsecutiveFailures,
+      failureRestMs: this.options.failureRestMs,
+    });
+    executor.onQuarantined((reason) => this.onQuarantined(connection, reason));
+    connection.executor = executor;
+    connection.inScheduler = true;
+    this.scheduler.addExecutor(executor);
+    this.counters.joined++;
+    this.log.info(
+      { volunteer: connection.id, backend: hello.backend, adapter: hello.adapter, per_image_ms: hello.per_image_ms, max_batch: executor.maxBatch },
+      'volunteer joined',
+    );
+    this.emit('joined', this.statusOf(connection));
+  }
+
+  private onVerdict(connection: Connection, type: string, jobId: number, verdict: JobVerdict): void {
+    switch (verdict.verdict) {
+      case 'accepted':
+        return;
+      case 'late':
+        this.log.debug({ volunteer: connection.id, job_id: jobId, type }, 'late answer for a job that already ended');
+        return;
+      case 'unknown_job': {
+        const owner = this.ownerOf(jobId, connection);
+        const detail = owner ? `job ${jobId} belongs to ${owner}` : verdict.detail;
+        return this.violation(connection, owner ? 'foreign_job' : 'unknown_job', detail);
+      }
+      case 'bad_shape':
+        return this.violation(connection, 'bad_result', verdict.detail);
+    }
+  }
+
+  /** Which other tab has this job in flight, so the log can say a tab answered for another. */
+  private ownerOf(jobId: number, except: Connection): string | undefined {
+    for (const other of this.connections.values()) {
+      if (other !== except && other.executor?.inFlightJobId === jobId) return other.id;
+    }
+    return undefined;
+  }
+
+  private onQuarantined(connection: Connection, reason: string): void {
+    this.leaveScheduler(connection);
+    this.log.warn({ volunteer: connection.id, reason }, 'volunteer quarantined');
+    this.emit('quarantined', this.statusOf(connection), reason);
+  }
+
+  private violation(connection: Connection, kind: string, detail: string): void {
+    connection.violations++;
+    this.counters.violations++;
+    const fields = { volunteer: connection.id, kind, detail, violations: connection.violations };
+    // The first one is worth a warning; a flood of them is not worth a flood of warnings.
+    if (connection.violations === 1) this.log.warn(fields, 'volunteer protocol violation');
+    else this.log.debug(fields, 'volunteer protocol violation');
+    if (connection.violations >= this.maxViolations && !connection.finished) {
+      this.log.warn({ volunteer: connection.id, violations: connection.violations }, 'volunteer closed: too many protocol violations');
+      this.closeConnection(connection, CLOSE_VIOLATIONS, 'too many protocol violations', 'too many protocol violations');
+    }
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    const silenceLimit = this.missedBeats * this.heartbeatMs;
+    for (const connection of [...this.connections.values()]) {
+      const silentMs = now - connection.lastHeard;
+      if (silentMs > silenceLimit) {
+        this.counters.dropped++;
+        this.log.warn({ volunteer: connection.id, silent_ms: Math.round(silentMs) }, 'volunteer dropped: silent');
+        // Finished first, so its batch is back in the queue before the socket is even gone.
+        this.finish(connection, `silent for ${Math.round(silentMs)} ms`);
+        connection.ws.terminate();
+        continue;
+      }
+      this.send(connection, { type: 'heartbeat', sent_at: Date.now() });
+    }
+  }
+
+  /** Closes politely; the tab leaves the scheduler now, not when the closing handshake ends. */
+  private closeConnection(connection: Connection, code: number, closeReason: string, logReason: string): Promise<void> {
+    this.finish(connection, logReason);
+    try {
+      connection.ws.close(code, closeReason);
+    } catch (error) {
+      this.log.debug({ err: error, volunteer: connection.id }, 'close failed; terminating');
+      connection.ws.terminate();
+    }
+    const cutOff = setTimeout(() => connection.ws.terminate(), CLOSE_WAIT_MS);
+    cutOff.unref();
+    return connection.closed.finally(() => clearTimeout(cutOff));
+  }
+
+  /** The tab is gone for the hub, whatever the reason; runs once. */
+  private finish(connection: Connection, reason: string): void {
+    if (connection.finished) return;
+    connection.finished = true;
+    this.connections.delete(connection.id);
+    const executor = connection.executor;
+    if (executor) {
+      executor.disconnect(reason);
+      this.leaveScheduler(connection);
+    }
+    this.log.info({ volunteer: connection.id, reason, jobs: executor?.jobsDone ?? 0 }, 'volunteer left');
+    this.emit('left', this.statusOf(connection), reason);
+  }
+
+  /** Scheduler.removeExecutor must be called once: a second call would leave it "retiring" for ever. */
+  private leaveScheduler(connection: Connection): void {
+    if (!connection.executor || !connection.inScheduler) return;
+    connection.inScheduler = false;
+    this.scheduler.removeExecutor(connection.executor);
+  }
+
+  private send(connection: Connection, message: HubMessage): void {
+    if (connection.ws.readyState !== WebSocket.OPEN) return;
+    connection.ws.send(JSON.stringify(message), (error) => {
+      if (error) this.log.debug({ err: error, volunteer: connection.id, type: message.type }, 'send to volunteer failed');
+    });
+  }
+
+  private sendJob(connection: Connection, frame: Uint8Array, onError: (error: Error) => void): void {
+    if (connection.ws.readyState !== WebSocket.OPEN) {
+      onError(new Error('the connection is closed'));
+      return;
+    }
+    connection.ws.send(frame, { binary: true }, (error) => {
+      if (error) onError(error);
+    });
+  }
+
+  private statusOf(connection: Connection): VolunteerStatus {
+    const executor = connection.executor;
+    const lastSeen = performance.timeOrigin + connection.lastHeard;
+    return {
+      id: connection.id,
+      kind: 'volunteer',
+      state: executor?.state ?? (connection.finished ? 'gone' : 'joining'),
+      backend: executor?.engine,
+      adapter: executor?.adapter,
+      user_agent: executor?.userAgent ?? connection.userAgent,
+      busy: executor?.busy ?? false,
+      per_image_ms: executor && round1(executor.perImageMs),
+      overhead_ms: executor && round1(executor.overheadMs),
+      max_batch: executor?.maxBatch,
+      jobs: executor?.jobsDone ?? 0,
+      images: executor?.imagesDone ?? 0,
+      failures: executor?.failures ?? 0,
+      violations: connection.violations,
+      connected_at: new Date(connection.connectedAt).toISOString(),
+      last_seen: new Date(lastSeen).toISOString(),
+      quarantine_reason: executor?.quarantineReason,
+    };
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, Math.floor(value)));
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/**
+ * Compares digests, so lengths never differ and timingSafeEqual applies; every candidate is
+ * compared, so the time says nothing about which one matched.
+ */
+function presentsToken(request: IncomingMessage, expected: Buffer): boolean {
+  const query = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token');
+  const protocols = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+  let matched = false;
+  for (const candidate of [query, ...protocols]) {
+    if (candidate && timingSafeEqual(digest(candidate), expected)) matched = true;
+  }
+  return matched;
+}
+
+function parseOriginRule(pattern: string): OriginRule {
+  if (pattern === '*') return { any: true };
+  if (pattern.endsWith(':*')) {
+    const url = new URL(pattern.slice(0, -2));
+    return { protocol: url.protocol, hostname: url.hostname };
+  }
+  return { origin: new URL(pattern).origin };
+}
+
+function originAllowed(origin: string | undefined, host: string | undefined, rules: readonly OriginRule[]): boolean {
+  // Browsers always send Origin on a WebSocket; a client without one is not a browser, and
+  // could forge the header anyway. Origin guards against pages in browsers; the token guards the rest.
+  if (origin === undefined) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // includes "null" (sandboxed frames, file:)
+  }
+  if (host !== undefined && url.host === host.toLowerCase()) return true;
+  return rules.some((rule) => {
+    if ('any' in rule) return true;
+    if ('origin' in rule) return url.origin === rule.origin;
+    return url.protocol === rule.protocol && url.hostname === rule.hostname;
+  });
+}
+
+function refuseUpgrade(socket: Duplex, status: number, message: string): void {
+  // The peer may hang up first; an unhandled socket error would take the hub down.
+  socket.on('error', () => {});
+  const body = `${message}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

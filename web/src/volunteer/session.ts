@@ -1,0 +1,568 @@
+/**
+ * The volunteer tab's side of the protocol (shared/protocol/volunteer.ts), on the page's main
+ * thread: the WebSocket, heartbeats, reconnection, and handing jobs to the model worker.
+ *
+ *   connect → welcome → (model from IndexedDB, or downloaded and hash-checked) → warm-up →
+ *   hello → jobs (binary frames) → result / job_failed … → until Stop, quarantine or refusal.
+ *
+ * Every hub message is validated with the shared zod schemas; malformed ones are reported and
+ * ignored. Every message sent is validated too, so a bug here cannot put garbage on the wire.
+ */
+import { z } from 'zod';
+import { INPUT_SIZE } from '../../../shared/caffe.ts';
+import {
+  HubMessageSchema,
+  JOB_HEADER_BYTES,
+  JOB_MAGIC,
+  MAX_VOLUNTEER_BATCH,
+  VOLUNTEER_PROTOCOL_VERSION,
+  VolunteerMessageSchema,
+  decodeJobFrame,
+} from '../../../shared/protocol/volunteer.ts';
+import type { HubMessage, JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
+import { Ticker } from './ticker.ts';
+import type { AdapterInfo, FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
+
+export type Phase =
+  | 'idle'
+  | 'connecting'
+  | 'loading'
+  | 'downloading'
+  | 'warming-up'
+  | 'ready'
+  | 'computing'
+  | 'reconnecting'
+  | 'stopped'
+  | 'quarantined'
+  | 'refused'
+  | 'error';
+
+/** Everything the page shows, and what tests read as `window.volunteerState`. */
+export interface VolunteerState {
+  state: Phase;
+  /** One line for people: "Downloading the model… 42%", "Reconnecting in 4 s". */
+  detail: string;
+  backend: VolunteerBackend | null;
+  adapter: AdapterInfo | null;
+  /** Why faster backends were not used, if they were not. */
+  backendNotes: string[];
+  jobsDone: number;
+  imagesDone: number;
+  jobsFailed: number;
+  /** Latest time per image in ms: the warm-up's, then each job's (compute_ms / batch). */
+  perImageMs: number | null;
+  /** Over every job done since Start. */
+  averagePerImageMs: number | null;
+  warmupPerImageMs: number | null;
+  /** The first inference after loading (shader compilation on WebGPU). */
+  firstRunMs: number | null;
+  volunteerId: string | null;
+  lastError: string | null;
+  /** 0..1 while downloading. */
+  downloadProgress: number | null;
+  modelSha256: string | null;
+  /** Where the model in use came from: this worker's memory, IndexedDB, or the hub. */
+  modelSource: 'memory' | 'cache' | 'download' | null;
+  modelBytes: number | null;
+  currentJobId: number | null;
+  /** The largest batch this tab said it takes (hello's max_batch). */
+  maxBatch: number | null;
+  /** Epoch ms of the next connection attempt while reconnecting. */
+  reconnectAt: number | null;
+  /** Welcomes received since Start. */
+  connections: number;
+  fault: FaultMode;
+}
+
+export interface SessionOptions {
+  /** ws(s)://host/ws/volunteer[?token=…] */
+  url: string;
+  /** Base for the model URL the hub gives (the page's URL). */
+  baseUrl: string;
+  fault: FaultMode;
+  /** Force one backend (?backend=wasm), for tests and troubleshooting. */
+  backend: VolunteerBackend | null;
+}
+
+const CONNECT_TIMEOUT_MS = 15_000;
+const BACKOFF_MIN_MS = 1_000;
+const BACKOFF_MAX_MS = 30_000;
+const TICK_MS = 250;
+
+type Welcome = Extract<HubMessage, { type: 'welcome' }>;
+
+interface Busy {
+  seq: number;
+  epoch: number;
+  jobId: number;
+  batch: number;
+}
+
+export class VolunteerSession {
+  readonly state: VolunteerState;
+  private readonly listeners = new Set<(state: VolunteerState) => void>();
+
+  private running = false;
+  /** Bumped whenever a connection ends: anything from an older epoch is stale. */
+  private epoch = 0;
+  private ws: WebSocket | null = null;
+  private welcome: Welcome | null = null;
+  private helloSent = false;
+  private connectDeadline = 0;
+  private lastReceived = 0;
+  private nextHeartbeat = 0;
+  private attempt = 0;
+
+  private worker: Worker | null = null;
+  private ticker: Ticker | null = null;
+  private queue: JobFrame[] = [];
+  private busy: Busy | null = null;
+  private seq = 0;
+  private totalComputeMs = 0;
+
+  constructor(private readonly options: SessionOptions) {
+    this.state = {
+      state: 'idle',
+      detail: 'Not started',
+      backend: null,
+      adapter: null,
+      backendNotes: [],
+      jobsDone: 0,
+      imagesDone: 0,
+      jobsFailed: 0,
+      perImageMs: null,
+      averagePerImageMs: null,
+      warmupPerImageMs: null,
+      firstRunMs: null,
+      volunteerId: null,
+      lastError: null,
+      downloadProgress: null,
+      modelSha256: null,
+      modelSource: null,
+      modelBytes: null,
+      currentJobId: null,
+      maxBatch: null,
+      reconnectAt: null,
+      connections: 0,
+      fault: options.fault,
+    };
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  subscribe(listener: (state: VolunteerState) => void): void {
+    this.listeners.add(listener);
+    listener(this.state);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.attempt = 0;
+    this.state.lastError = null;
+    this.startWorker();
+    this.ticker = new Ticker(TICK_MS, () => this.tick());
+    this.connect();
+  }
+
+  /** The volunteer pressed Stop: say bye, close, and free the GPU (the worker goes away). */
+  stop(): void {
+    if (!this.running) return;
+    if (this.ws?.readyState === WebSocket.OPEN) this.send({ type: 'bye' });
+    this.shutDown('stopped', 'Stopped — this tab is not using your GPU', null);
+  }
+
+  /** The tab is going away: tell the hub, without waiting for anything. */
+  sayBye(): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.send({ type: 'bye' });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connection
+
+  private connect(): void {
+    this.epoch++;
+    const epoch = this.epoch;
+    this.update({ state: 'connecting', detail: 'Connecting to the hub…', reconnectAt: null, currentJobId: null });
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.options.url);
+    } catch (error) {
+      this.lost(`cannot open ${this.options.url}: ${messageOf(error)}`);
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    this.welcome = null;
+    this.helloSent = false;
+    this.connectDeadline = Date.now() + CONNECT_TIMEOUT_MS;
+    ws.addEventListener('message', (event: MessageEvent<string | ArrayBuffer>) => {
+      if (epoch !== this.epoch) return;
+      this.lastReceived = Date.now();
+      if (typeof event.data === 'string') this.onText(event.data);
+      else this.onBinary(event.data);
+    });
+    ws.addEventListener('close', (event) => {
+      if (epoch !== this.epoch) return;
+      const why = event.reason ? `: ${event.reason}` : '';
+      this.lost(this.welcome ? `the connection to the hub closed (code ${event.code}${why})` : `cannot reach the hub (code ${event.code}${why})`);
+    });
+  }
+
+  /** The connection is gone (closed, timed out, or the hub is stopping): reconnect later. */
+  private lost(reason: string, minAttempt = 0): void {
+    this.dropConnection(1000, 'reconnecting');
+    if (!this.running) return;
+    this.state.lastError = reason;
+    this.attempt = Math.max(this.attempt, minAttempt);
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    this.attempt++;
+    // "Equal jitter": between half and all of the exponential delay, so tabs spread out.
+    const delay = base / 2 + Math.random() * (base / 2);
+    this.update({ state: 'reconnecting', reconnectAt: Date.now() + delay, detail: reconnectDetail(delay), currentJobId: null });
+  }
+
+  private dropConnection(code: number, reason: string): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.epoch++;
+    this.welcome = null;
+    this.helloSent = false;
+    this.queue = [];
+    if (ws && (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN)) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  /** Ends the session for good (Stop, quarantine, refusal, a local failure). */
+  private shutDown(phase: Phase, detail: string, error: string | null): void {
+    this.running = false;
+    this.dropConnection(1000, phase);
+    this.ticker?.dispose();
+    this.ticker = null;
+    this.worker?.terminate();
+    this.worker = null;
+    this.busy = null;
+    if (error !== null) this.state.lastError = error;
+    this.update({ state: phase, detail, reconnectAt: null, currentJobId: null, downloadProgress: null, modelSource: null });
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (this.state.state === 'reconnecting' && this.state.reconnectAt !== null) {
+      if (now >= this.state.reconnectAt) {
+        this.connect();
+        return;
+      }
+      const detail = reconnectDetail(this.state.reconnectAt - now);
+      if (detail !== this.state.detail) this.update({ detail });
+      return;
+    }
+    if (!this.ws) return;
+    if (!this.welcome) {
+      if (now > this.connectDeadline) this.lost(`no welcome from the hub within ${CONNECT_TIMEOUT_MS / 1000} s`);
+      return;
+    }
+    const heartbeatMs = heartbeatOf(this.welcome);
+    if (now - this.lastReceived > 3 * heartbeatMs) {
+      this.lost(`nothing from the hub for ${((now - this.lastReceived) / 1000).toFixed(1)} s; the connection is dead`);
+      return;
+    }
+    if (now >= this.nextHeartbeat) {
+      this.nextHeartbeat = now + heartbeatMs;
+      this.send({ type: 'heartbeat', sent_at: now });
+    }
+  }
+
+  private send(message: VolunteerMessage): void {
+    const checked = VolunteerMessageSchema.safeParse(message);
+    if (!checked.success) {
+      // A bug on this side: never send it.
+      console.error(`volunteer: refusing to send an invalid ${message.type} message: ${z.prettifyError(checked.error)}`);
+      return;
+    }
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(checked.data));
+  }
+
+  private complain(message: string): void {
+    console.warn(`volunteer: ${message}`);
+    this.update({ lastError: message });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Hub → tab
+
+  private onText(text: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      this.complain('the hub sent a text frame that is not JSON; ignored');
+      return;
+    }
+    const parsed = HubMessageSchema.safeParse(json);
+    if (!parsed.success) {
+      this.complain(`the hub sent an invalid message; ignored: ${z.prettifyError(parsed.error)}`);
+      return;
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case 'welcome':
+        this.onWelcome(message);
+        break;
+      case 'heartbeat':
+        break; // lastReceived is all it is for
+      case 'stop':
+        // The hub is shutting down or restarting: come back later.
+        this.lost(`the hub is stopping (${message.reason})`, 2);
+        break;
+      case 'quarantined':
+        this.shutDown('quarantined', 'Quarantined by the hub', message.reason);
+        break;
+      case 'refused':
+        this.shutDown('refused', 'Refused by the hub', message.reason);
+        break;
+    }
+  }
+
+  private onWelcome(welcome: Welcome): void {
+    if (this.welcome) {
+      this.complain('the hub sent a second welcome; ignored');
+      return;
+    }
+    if (!/^[0-9a-f]{64}$/.test(welcome.model.sha256)) {
+      this.shutDown('error', 'Stopped: the hub named its model badly', `the hub's model hash ${JSON.stringify(welcome.model.sha256)} is not a SHA-256`);
+      return;
+    }
+    let modelUrl: string;
+    try {
+      modelUrl = new URL(welcome.model.url, this.options.baseUrl).href;
+    } catch {
+      this.shutDown('error', 'Stopped: the hub named its model badly', `the hub's model URL ${JSON.stringify(welcome.model.url)} is not a URL`);
+      return;
+    }
+    this.welcome = welcome;
+    this.attempt = 0;
+    const now = Date.now();
+    this.lastReceived = now;
+    this.nextHeartbeat = now + heartbeatOf(welcome);
+    this.update({
+      volunteerId: welcome.volunteer_id,
+      connections: this.state.connections + 1,
+      modelSha256: welcome.model.sha256,
+      state: 'loading',
+      detail: 'Preparing the model…',
+    });
+    const maxBatch = Math.max(1, Math.min(welcome.max_batch, MAX_VOLUNTEER_BATCH));
+    this.toWorker({ type: 'load', url: modelUrl, sha256: welcome.model.sha256, maxBatch });
+  }
+
+  private onBinary(buffer: ArrayBuffer): void {
+    const bytes = new Uint8Array(buffer);
+    let job: JobFrame;
+    try {
+      job = decodeJobFrame(bytes);
+      if (job.height !== INPUT_SIZE || job.width !== INPUT_SIZE) {
+        throw new RangeError(`job images are ${job.height}×${job.width}, expected ${INPUT_SIZE}×${INPUT_SIZE}`);
+      }
+    } catch (error) {
+      const jobId = peekJobId(bytes);
+      if (jobId !== null && this.helloSent) this.send({ type: 'job_failed', job_id: jobId, message: messageOf(error).slice(0, 1000) });
+      this.complain(`the hub sent a bad job frame: ${messageOf(error)}`);
+      return;
+    }
+    if (!this.helloSent) {
+      this.complain(`the hub sent job ${job.jobId} before this tab said hello; refused`);
+      this.send({ type: 'job_failed', job_id: job.jobId, message: 'not ready: no hello sent yet' });
+      return;
+    }
+    this.queue.push(job);
+    this.pump();
+  }
+
+  private sendHello(maxBatch: number): void {
+    const welcome = this.welcome;
+    const backend = this.state.backend;
+    if (!welcome || !backend || this.helloSent) return;
+    const estimate = this.state.averagePerImageMs ?? this.state.warmupPerImageMs ?? 1;
+    this.send({
+      type: 'hello',
+      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      backend,
+      adapter: this.state.adapter ?? undefined,
+      user_agent: navigator.userAgent.slice(0, 500),
+      model_sha256: welcome.model.sha256,
+      per_image_ms: Math.min(600_000, Math.max(0.001, estimate)),
+      max_batch: Math.max(1, Math.min(welcome.max_batch, maxBatch, MAX_VOLUNTEER_BATCH)),
+    });
+    this.helloSent = true;
+    this.update({ maxBatch: Math.max(1, Math.min(welcome.max_batch, maxBatch)), state: 'ready', detail: 'Ready — waiting for work', downloadProgress: null });
+    this.pump();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The model worker
+
+  private startWorker(): void {
+    const worker = new Worker(new URL('./model-worker.ts', import.meta.url), { type: 'module', name: 'volunteer-model' });
+    worker.addEventListener('message', (event: MessageEvent<FromWorker>) => {
+      if (worker === this.worker) this.onWorker(event.data);
+    });
+    worker.addEventListener('error', (event) => {
+      if (worker !== this.worker) return;
+      event.preventDefault();
+      const message = `the model worker failed: ${event.message || 'unknown error (see the browser console)'}`;
+      console.error(`volunteer: ${message}`);
+      this.shutDown('error', 'Stopped after an error', message);
+    });
+    this.worker = worker;
+    this.toWorker({ type: 'init', fault: this.options.fault, backend: this.options.backend });
+  }
+
+  private toWorker(message: ToWorker, transfer: Transferable[] = []): void {
+    this.worker?.postMessage(message, transfer);
+  }
+
+  private onWorker(message: FromWorker): void {
+    switch (message.type) {
+      case 'backend':
+        if (message.notes.length > 0) console.info(`volunteer: using ${message.backend}; ${message.notes.join('; ')}`);
+        this.update({ backend: message.backend, adapter: message.adapter, backendNotes: message.notes });
+        break;
+      case 'init-failed':
+        this.shutDown('error', 'Stopped: this browser cannot run the model', [message.message, ...message.notes].join('; '));
+        break;
+      case 'progress':
+        if (!this.welcome) break;
+        if (message.phase === 'download' && message.total) {
+          const fraction = (message.loaded ?? 0) / message.total;
+          this.update({
+            state: 'downloading',
+            downloadProgress: fraction,
+            detail: `Downloading the model… ${Math.floor(fraction * 100)}% of ${formatBytes(message.total)}`,
+          });
+        } else if (message.phase === 'verify' || message.phase === 'save') {
+          this.update({ state: 'downloading', downloadProgress: 1, detail: 'Checking and storing the model…' });
+        } else if (message.phase === 'compile' || message.phase === 'compile-batch' || message.phase === 'warm-up') {
+          const details = {
+            compile: 'Compiling for your GPU… (the first time can take a minute)',
+            'compile-batch': 'Compiling for batches of images…',
+            'warm-up': 'Warming up…',
+          } as const;
+          this.update({ state: 'warming-up', downloadProgress: null, detail: details[message.phase] });
+        } else {
+          this.update({ state: 'loading', detail: 'Loading the model…' });
+        }
+        break;
+      case 'model-ready':
+        if (!this.welcome || this.welcome.model.sha256 !== message.sha256) break;
+        this.update({
+          modelSource: message.source,
+          modelBytes: message.bytes,
+          warmupPerImageMs: message.perImageMs,
+          perImageMs: this.state.perImageMs ?? message.perImageMs,
+          firstRunMs: message.source === 'memory' ? this.state.firstRunMs : message.firstRunMs,
+        });
+        this.sendHello(message.maxBatch);
+        break;
+      case 'model-failed':
+        if (!this.welcome || this.welcome.model.sha256 !== message.sha256) break;
+        if (message.integrity) {
+          this.shutDown('error', 'Stopped: the model failed its integrity check', message.message);
+        } else {
+          this.lost(`cannot get the model: ${message.message}`);
+        }
+        break;
+      case 'result':
+      case 'run-failed':
+        this.onJobDone(message);
+        break;
+      case 'warn':
+        console.warn(`volunteer (model worker): ${message.message}`);
+        break;
+    }
+  }
+
+  private pump(): void {
+    if (this.busy || !this.helloSent || !this.worker) return;
+    const job = this.queue.shift();
+    if (!job) return;
+    this.seq++;
+    this.busy = { seq: this.seq, epoch: this.epoch, jobId: job.jobId, batch: job.batch };
+    const pixels = job.pixels.slice().buffer; // exactly the images, transferred to the worker
+    this.toWorker({ type: 'run', seq: this.seq, jobId: job.jobId, batch: job.batch, pixels, topK: this.welcome!.top_k }, [pixels]);
+    this.update({
+      state: 'computing',
+      currentJobId: job.jobId,
+      detail: `Computing job ${job.jobId} (${job.batch} image${job.batch === 1 ? '' : 's'})`,
+    });
+  }
+
+  private onJobDone(message: Extract<FromWorker, { type: 'result' | 'run-failed' }>): void {
+    const busy = this.busy;
+    if (!busy || busy.seq !== message.seq) return;
+    this.busy = null;
+    const current = busy.epoch === this.epoch && this.helloSent;
+    if (current) {
+      if (message.type === 'result') {
+        this.send({
+          type: 'result',
+          job_id: message.jobId,
+          indices: message.indices,
+          probabilities: message.probabilities,
+          compute_ms: Math.min(3_600_000, Math.max(0, message.computeMs)),
+        });
+        this.totalComputeMs += message.computeMs;
+        const imagesDone = this.state.imagesDone + busy.batch;
+        this.update({
+          jobsDone: this.state.jobsDone + 1,
+          imagesDone,
+          perImageMs: message.computeMs / busy.batch,
+          averagePerImageMs: this.totalComputeMs / imagesDone,
+        });
+      } else {
+        this.send({ type: 'job_failed', job_id: message.jobId, message: message.message.slice(0, 1000) });
+        this.update({ jobsFailed: this.state.jobsFailed + 1, lastError: `job ${message.jobId} failed: ${message.message}` });
+      }
+    }
+    // A result for a connection that has since died is dropped: its job is the hub's to redo.
+    if (this.state.state === 'computing') this.update({ state: 'ready', detail: 'Ready — waiting for work', currentJobId: null });
+    this.pump();
+  }
+
+  private update(patch: Partial<VolunteerState>): void {
+    Object.assign(this.state, patch);
+    for (const listener of this.listeners) listener(this.state);
+  }
+}
+
+/** The hub's heartbeat period, no shorter than the tick that checks it. */
+function heartbeatOf(welcome: Welcome): number {
+  return Math.max(TICK_MS, welcome.heartbeat_ms);
+}
+
+function peekJobId(bytes: Uint8Array): number | null {
+  if (bytes.length < JOB_HEADER_BYTES) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return view.getUint32(0, true) === JOB_MAGIC ? view.getUint32(4, true) : null;
+}
+
+function reconnectDetail(delayMs: number): string {
+  return `Reconnecting in ${Math.max(1, Math.ceil(delayMs / 1000))} s`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(0)} kB`;
+  return `${bytes} B`;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
