@@ -1,0 +1,155 @@
+/**
+ * Volunteers end to end: the real hub, real headless Chromium tabs computing on WebGPU
+ * (SwiftShader), real ZeroMQ clients. Most cases run the tiny ResNet (same layers, same code
+ * path); one runs the full ResNet50 through WebGPU.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as zmq from 'zeromq';
+import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
+import { launchChromium } from './support/browser.ts';
+import type { LaunchedBrowser, TrackedPage } from './support/browser.ts';
+import { startHub } from './support/hub-process.ts';
+import type { HubProcess } from './support/hub-process.ts';
+import { TINY_MODEL_DIR } from './support/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
+
+interface VolunteerView {
+  id: string;
+  state: string;
+  backend?: string;
+  images: number;
+  quarantine_reason?: string;
+}
+
+async function volunteers(hub: HubProcess): Promise<VolunteerView[]> {
+  const status = (await (await fetch(`${hub.http}/api/status`)).json()) as { volunteers: VolunteerView[] };
+  return status.volunteers;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Opens the volunteer page, which starts by itself, and waits until the hub lists it ready. */
+async function joinVolunteer(browser: LaunchedBrowser, hub: HubProcess, query = '', timeoutMs = 120_000): Promise<{ tab: TrackedPage; id: string }> {
+  const before = new Set((await volunteers(hub)).map((v) => v.id));
+  const tab = await browser.newPage();
+  await tab.page.goto(`${hub.http}/volunteer?autostart=1${query}`);
+  const id = await waitFor(
+    'the volunteer to join',
+    async () => (await volunteers(hub)).find((v) => !before.has(v.id) && (v.state === 'ready' || v.state === 'busy'))?.id,
+    timeoutMs,
+  );
+  return { tab, id };
+}
+
+function sendAll(endpoint: string, bodies: string[], timeoutMs: number): Promise<Reply[]> {
+  return Promise.all(bodies.map(async (body) => (await dealerRequest(endpoint, body, timeoutMs)).reply));
+}
+
+const images = PHOTO_NAMES.slice(0, 4).map((name) => photo(name));
+
+describe('volunteers on the tiny model', () => {
+  let browser: LaunchedBrowser;
+  before(async () => {
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  test('with --workers 0 the hub is a pure coordinator: volunteers answer over ZeroMQ', async () => {
+    const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '0'] });
+    try {
+      const { tab } = await joinVolunteer(browser, hub);
+      const replies = await sendAll(hub.zmq, images.map((image) => payloadOf(image)), 60_000);
+      for (const reply of replies) {
+        const result = expectSuccess(reply);
+        assert.equal(result.executor.kind, 'volunteer');
+        assert.equal(result.executor.engine, 'webgpu');
+        assert.equal(result.predictions.length, 3);
+      }
+      assert.deepEqual(tab.problems, [], 'no console errors on the volunteer page');
+      await tab.page.close();
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  test('a volunteer answers as the local engine does; a lying one is caught and quarantined', async () => {
+    const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });
+    try {
+      const { tab, id } = await joinVolunteer(browser, hub);
+      for (const image of images) {
+        const local = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image, { offload: false }))).reply);
+        const remote = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image), 60_000)).reply);
+        assert.equal(local.executor.kind, 'local');
+        assert.equal(remote.executor.kind, 'volunteer', 'verified and kept: the answers agree');
+        assert.deepEqual(remote.predictions.map((p) => p.index), local.predictions.map((p) => p.index));
+        remote.predictions.forEach((p, i) => assert.ok(Math.abs(p.probability - local.predictions[i].probability) <= 0.02));
+      }
+      await tab.page.close();
+      await waitFor('the honest tab to leave', async () => ((await volunteers(hub)).some((v) => v.id === id) ? undefined : true), 15_000);
+
+      const liar = await joinVolunteer(browser, hub, '&fault=wrong');
+      const honestAnswer = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[0], { offload: false }))).reply);
+      const checked = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[0]), 60_000)).reply);
+      assert.equal(checked.preds, honestAnswer.preds, 'the reply carries the local answer, not the lie');
+      const caught = await waitFor(
+        'the liar to be quarantined',
+        async () => (await volunteers(hub)).find((v) => v.id === liar.id && v.state === 'quarantined'),
+        15_000,
+      ).catch(async () => undefined);
+      const states = await liar.tab.page.evaluate(() => document.body.dataset.state);
+      assert.ok(caught || states === 'quarantined', `quarantined (hub: ${JSON.stringify(caught)}, tab: ${states})`);
+      await liar.tab.page.close();
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  test('a tab closed with jobs in flight: every request is still answered, by local workers', async () => {
+    const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '0'] });
+    try {
+      const { tab, id } = await joinVolunteer(browser, hub);
+      const socket = new zmq.Dealer({ receiveTimeout: 60_000, linger: 0 });
+      socket.connect(hub.zmq);
+      const sent = 8;
+      for (let i = 0; i < sent; i++) await socket.send(payloadOf(images[i % images.length], { request_id: String(i) }));
+      await waitFor('a job on the volunteer', async () => ((await volunteers(hub)).find((v) => v.id === id)?.state === 'busy' ? true : undefined), 20_000);
+      await tab.page.close();
+      const replies: ClassifyReply[] = [];
+      for (let i = 0; i < sent; i++) replies.push(expectSuccess(JSON.parse((await socket.receive())[0].toString()) as Reply));
+      socket.close();
+      assert.deepEqual(replies.map((r) => r.request_id).sort(), ['0', '1', '2', '3', '4', '5', '6', '7']);
+      assert.ok(replies.some((r) => r.executor.kind === 'local'), 'local workers took over');
+    } finally {
+      await hub.stop();
+    }
+  });
+});
+
+test('the full ResNet50 runs through WebGPU on a volunteer', { timeout: 600_000 }, async () => {
+  const browser = await launchChromium();
+  const hub = await startHub({ args: ['--workers', '0'] });
+  try {
+    const { tab } = await joinVolunteer(browser, hub, '', 400_000);
+    const started = performance.now();
+    const { reply } = await dealerRequest(hub.zmq, payloadOf(images[1]), 300_000);
+    const result = expectSuccess(reply);
+    assert.equal(result.executor.kind, 'volunteer');
+    assert.equal(result.model.name, 'resnet50');
+    console.log(`# full ResNet50 on a SwiftShader volunteer: ${Math.round(performance.now() - started)} ms for one request`);
+    assert.deepEqual(tab.problems, []);
+  } finally {
+    await hub.stop();
+    await browser.close();
+  }
+});
