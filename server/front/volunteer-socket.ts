@@ -28,6 +28,8 @@ import type { UpgradeHandler } from './http-front.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
 export const DEFAULT_HEARTBEAT_MS = 2000;
+/** Quarantined tabs that left, still shown by list(). */
+const QUARANTINE_RECORDS = 50;
 /** Origins a tab may come from besides the hub's own host, unless `allowedOrigins` says otherwise. */
 export const DEFAULT_VOLUNTEER_ORIGINS: readonly string[] = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'];
 
@@ -159,6 +161,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   private volunteerCount = 0;
   private jobCount = 0;
   private readonly counters = { joined: 0, dropped: 0, refusedHellos: 0, violations: 0 };
+  private readonly quarantinedGone: VolunteerStatus[] = [];
   private readonly refusedUpgrades: Record<UpgradeRefusal, number> = { origin: 0, token: 0, capacity: 0, stopping: 0 };
 
   constructor(options: VolunteerSocketOptions) {
@@ -207,8 +210,9 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     }
   }
 
+  /** Connected tabs, then the most recent quarantined ones that have since left (so an operator sees them). */
   list(): VolunteerStatus[] {
-    return [...this.connections.values()].map((connection) => this.statusOf(connection));
+    return [...[...this.connections.values()].map((connection) => this.statusOf(connection)), ...this.quarantinedGone];
   }
 
   stats(): VolunteerHubStats {
@@ -466,7 +470,12 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       this.leaveScheduler(connection);
     }
     this.log.info({ volunteer: connection.id, reason, jobs: executor?.jobsDone ?? 0 }, 'volunteer left');
-    this.emit('left', this.statusOf(connection), reason);
+    const status = this.statusOf(connection);
+    if (executor?.quarantineReason !== undefined) {
+      this.quarantinedGone.push({ ...status, state: 'quarantined' });
+      if (this.quarantinedGone.length > QUARANTINE_RECORDS) this.quarantinedGone.shift();
+    }
+    this.emit('left', status, reason);
   }
 
   /** Scheduler.removeExecutor must be called once: a second call would leave it "retiring" for ever. */
