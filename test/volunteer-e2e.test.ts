@@ -130,6 +130,8 @@ describe('volunteers on the tiny model', () => {
       socket.close();
       assert.deepEqual(replies.map((r) => r.request_id).sort(), ['0', '1', '2', '3', '4', '5', '6', '7']);
       assert.ok(replies.some((r) => r.executor.kind === 'local'), 'local workers took over');
+      const byExecutor = replies.reduce<Record<string, number>>((counts, r) => ({ ...counts, [r.executor.id]: (counts[r.executor.id] ?? 0) + 1 }), {});
+      console.log(`# mixed pool, tab closed mid-run: ${JSON.stringify(byExecutor)}`);
     } finally {
       await hub.stop();
     }

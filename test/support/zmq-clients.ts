@@ -14,22 +14,12 @@ export interface Timed<T> {
 
 type Frames = Array<string | Buffer>;
 
-export async function dealerRequest(endpoint: string, frames: Frames | string, timeoutMs = 60_000): Promise<Timed<Reply>> {
-  const socket = new zmq.Dealer({ receiveTimeout: timeoutMs, linger: 0 });
-  socket.connect(endpoint);
-  try {
-    const started = performance.now();
-    await socket.send(frames);
-    const received = await socket.receive();
-    const ms = performance.now() - started;
-    return { reply: JSON.parse(received[received.length - 1].toString()) as Reply, ms };
-  } finally {
-    socket.close();
-  }
-}
-
-export async function reqRequest(endpoint: string, frames: Frames | string, timeoutMs = 60_000): Promise<Timed<Reply> & { frames: number }> {
-  const socket = new zmq.Request({ receiveTimeout: timeoutMs, linger: 0 });
+/** One request on a fresh socket of the given kind; the reply's last frame parsed. */
+async function request(
+  socket: zmq.Dealer | zmq.Request,
+  endpoint: string,
+  frames: Frames | string,
+): Promise<Timed<Reply> & { frames: number }> {
   socket.connect(endpoint);
   try {
     const started = performance.now();
@@ -40,6 +30,14 @@ export async function reqRequest(endpoint: string, frames: Frames | string, time
   } finally {
     socket.close();
   }
+}
+
+export function dealerRequest(endpoint: string, frames: Frames | string, timeoutMs = 60_000): Promise<Timed<Reply>> {
+  return request(new zmq.Dealer({ receiveTimeout: timeoutMs, linger: 0 }), endpoint, frames);
+}
+
+export function reqRequest(endpoint: string, frames: Frames | string, timeoutMs = 60_000): Promise<Timed<Reply> & { frames: number }> {
+  return request(new zmq.Request({ receiveTimeout: timeoutMs, linger: 0 }), endpoint, frames);
 }
 
 export function payloadOf(bytes: Buffer, extra: Record<string, unknown> = {}): string {
