@@ -17,9 +17,9 @@ export interface ChartOptions {
   ceilingImagesPerS?: number | null;
 }
 
-const WIDTH = 760;
+const WIDTH = 800;
 const PANEL_HEIGHT = 230;
-const MARGIN = { left: 80, right: 150, top: 50, gap: 70, bottom: 50 };
+const MARGIN = { left: 80, right: 190, top: 50, gap: 70, bottom: 50 };
 const HEIGHT = MARGIN.top + 2 * PANEL_HEIGHT + MARGIN.gap + MARGIN.bottom;
 const PLOT_WIDTH = WIDTH - MARGIN.left - MARGIN.right;
 const COLORS = { p50: '#1f77b4', p99: '#d62728', throughput: '#2ca02c', ceiling: '#555555', grid: '#e0e0e0', axis: '#333333' };
