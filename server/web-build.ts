@@ -8,9 +8,10 @@
  * build never leaves a half-written web/dist behind.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { swapFolderIntoPlace } from './fs/swap-folder.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const WEB_DIR = path.join(REPO_ROOT, 'web');
@@ -68,7 +69,7 @@ async function build(log: BuildLogger, options: WebBuildOptions): Promise<WebBui
       build: { outDir: temp, emptyOutDir: true },
     });
     await writeFile(path.join(temp, BUILD_STAMP), sourceHash + '\n');
-    await swapIntoPlace(temp, WEB_DIST_DIR);
+    await swapFolderIntoPlace(temp, WEB_DIST_DIR);
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
     throw error;
@@ -131,22 +132,3 @@ async function listFiles(dir: string, keepTop: (name: string) => boolean): Promi
   return out;
 }
 
-/** Renames `temp` onto `target`, moving an existing `target` aside first (rename cannot replace a non-empty folder). */
-async function swapIntoPlace(temp: string, target: string): Promise<void> {
-  await mkdir(path.dirname(target), { recursive: true });
-  const aside = `${temp}.old`;
-  let movedAside = false;
-  try {
-    await rename(target, aside);
-    movedAside = true;
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
-  }
-  try {
-    await rename(temp, target);
-  } catch (error) {
-    if (movedAside) await rename(aside, target).catch(() => {});
-    throw error;
-  }
-  if (movedAside) await rm(aside, { recursive: true, force: true }).catch(() => {});
-}

@@ -11,10 +11,11 @@
  * store untouched (plus a hidden `.name.tmp-*` folder that readers ignore).
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { LayersModel, io } from '@tensorflow/tfjs';
+import { swapFolderIntoPlace } from '../../server/fs/swap-folder.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 
@@ -111,7 +112,7 @@ export async function writeModelStore(
   try {
     await chmod(temp, 0o755); // mkdtemp makes it private; the store is meant to be served as is
     const full = await writeStoreFiles(temp, artifacts, manifest, options);
-    await swapIntoPlace(temp, target);
+    await swapFolderIntoPlace(temp, target);
     return full;
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
@@ -210,29 +211,6 @@ function assertFinite(shard: Uint8Array, index: number): void {
       throw new Error(`weight shard ${index + 1} contains a non-finite value (${floats[j]}) at float ${j}; refusing to store it`);
     }
   }
-}
-
-/**
- * Renames `temp` to `target`. A non-empty folder cannot be renamed over, so an existing store is
- * first moved aside, then removed once the new one is in place (and moved back on failure).
- */
-async function swapIntoPlace(temp: string, target: string): Promise<void> {
-  const aside = `${temp}.old`;
-  let movedAside = false;
-  try {
-    await rename(target, aside);
-    movedAside = true;
-  } catch (error) {
-    if (!isNotFound(error)) throw error;
-  }
-  try {
-    await rename(temp, target);
-  } catch (error) {
-    if (movedAside) await rename(aside, target);
-    throw error;
-  }
-  // The new store is in place; failing to delete the old copy must not fail the write.
-  if (movedAside) await rm(aside, { recursive: true, force: true }).catch(() => {});
 }
 
 const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
