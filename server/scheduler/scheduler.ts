@@ -268,7 +268,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
             inferenceMs: batch.inferenceMs,
           };
           if (executor.kind === 'local' || !this.reviewer || job.settled) job.settle(success);
-          else void this.reviewer(job, success, executor).then((outcome) => job.settle(outcome));
+          // A reviewer that fails must not leave the job unanswered: the answer stands unverified.
+          else void this.reviewer(job, success, executor).then((outcome) => job.settle(outcome), () => job.settle(success));
         });
       })
       .catch((error: unknown) => {
