@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT } from './model.ts';
+import { LOOPBACK_HUB_ARGV } from '../server/cli/loopback-hub-argv.ts';
 
 export interface HubExit {
   code: number | null;
@@ -36,15 +37,7 @@ const STDERR_KEEP = 8000;
 
 export async function spawnHub(options: SpawnOptions): Promise<SpawnedHub> {
   const args = [
-    '--import',
-    'tsx',
-    'server/main.ts',
-    '--zmq',
-    'tcp://127.0.0.1:*',
-    '--http-port',
-    '0',
-    '--http-host',
-    '127.0.0.1',
+    ...LOOPBACK_HUB_ARGV,
     ...options.args,
   ];
   const started = performance.now();

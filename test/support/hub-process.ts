@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT, TEST_MODEL_DIR } from './paths.ts';
+import { LOOPBACK_HUB_ARGV } from '../../server/cli/loopback-hub-argv.ts';
 
 export interface HubProcess {
   child: ChildProcess;
@@ -26,15 +27,7 @@ export interface StartOptions {
 
 export async function startHub(options: StartOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
   const args = [
-    '--import',
-    'tsx',
-    'server/main.ts',
-    '--zmq',
-    'tcp://127.0.0.1:*',
-    '--http-port',
-    '0',
-    '--http-host',
-    '127.0.0.1',
+    ...LOOPBACK_HUB_ARGV,
     '--model-dir',
     TEST_MODEL_DIR,
     '--workers',
