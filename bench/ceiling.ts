@@ -8,8 +8,8 @@ import type { Engine, EngineName } from '../server/engines/engine.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';
 import { cpuShare, cpuSnapshot } from './cpu-share.ts';
 import type { CpuShare } from './cpu-share.ts';
-import { summarize } from './stats.ts';
-import type { Summary } from './stats.ts';
+import { summarize } from '../shared/stats.ts';
+import type { Summary } from '../shared/stats.ts';
 
 export interface CeilingOptions {
   engine: EngineName;

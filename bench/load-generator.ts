@@ -11,8 +11,8 @@
  */
 import * as zmq from 'zeromq';
 import type { Reply } from '../shared/protocol/classify.ts';
-import { mean, summarize } from './stats.ts';
-import type { Summary } from './stats.ts';
+import { mean, summarize } from '../shared/stats.ts';
+import type { Summary } from '../shared/stats.ts';
 
 export interface StepOptions {
   endpoint: string;

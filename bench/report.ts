@@ -9,7 +9,7 @@ import type { CpuShare } from './cpu-share.ts';
 import type { HubExit } from './hub.ts';
 import type { StepResult } from './load-generator.ts';
 import type { RssSummary } from './rss-sampler.ts';
-import { round } from './stats.ts';
+import { round } from '../shared/stats.ts';
 import { renderChart } from './svg-chart.ts';
 
 export interface BenchConfig {

@@ -12,13 +12,24 @@ import type { Logger } from './log.ts';
 import type { PreprocessPool } from './preprocess/preprocess-pool.ts';
 import { Job } from './scheduler/job.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
+import { EventEmitter } from 'node:events';
 
 export type Outcome = 'ok' | ErrorCode;
+
+/** Which request a reply answers: the hub's id (once it has one) and the client's. */
+export interface RequestIds {
+  id?: string;
+  requestId?: string;
+}
+
+export interface HubEvents {
+  replied: [reply: Reply, ids: RequestIds];
+}
 
 const SEED_TOP = 3;
 let nextRequestNumber = 0;
 
-export class Hub {
+export class Hub extends EventEmitter<HubEvents> {
   readonly outcomes = new Map<Outcome, number>();
   private inFlight = 0;
   private accepting = true;
@@ -30,7 +41,9 @@ export class Hub {
     private readonly scheduler: Scheduler,
     readonly model: ModelInfo,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   get isReady(): boolean {
     return this.ready && this.accepting;
@@ -46,13 +59,13 @@ export class Hub {
 
   /** Runs one admitted request to its reply. Never rejects. */
   async classify(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
-    if (!this.accepting) return this.refuse(new ServiceError('shutting_down', 'the server is shutting down'), request.requestId);
-    if (!this.ready) return this.refuse(new ServiceError('not_ready', 'the server is still starting; retry shortly'), request.requestId);
+    if (!this.accepting) return this.refuse(new ServiceError('shutting_down', 'the server is shutting down'), { requestId: request.requestId });
+    if (!this.ready) return this.refuse(new ServiceError('not_ready', 'the server is still starting; retry shortly'), { requestId: request.requestId });
     this.inFlight++;
     try {
       return await this.run(request, receivedAt);
     } catch (error) {
-      return this.refuse(error, request.requestId);
+      return this.refuse(error, { requestId: request.requestId });
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
@@ -60,13 +73,15 @@ export class Hub {
   }
 
   /** The reply for a request that cannot be run; counted like any other outcome. */
-  refuse(error: unknown, requestId?: string): ErrorReply {
+  refuse(error: unknown, ids: RequestIds = {}): ErrorReply {
+    const { requestId } = ids;
     const serviceError =
       error instanceof ServiceError ? error : new ServiceError('internal', `internal error: ${error instanceof Error ? error.message : String(error)}`);
     if (serviceError.code === 'internal') this.log.error({ err: error, request_id: requestId }, 'request failed');
     this.count(serviceError.code);
     const reply: ErrorReply = { error: { code: serviceError.code, message: serviceError.message } };
     if (requestId !== undefined) reply.request_id = requestId;
+    this.emit('replied', reply, ids);
     return reply;
   }
 
@@ -83,13 +98,14 @@ export class Hub {
   }
 
   private async run(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
-    const id = request.requestId ?? `r${++nextRequestNumber}`;
+    // The hub's own id: clients' request ids are theirs to choose, and need not be unique.
+    const id = `r${++nextRequestNumber}`;
     const deadlineAt = request.deadlineMs === undefined ? undefined : receivedAt + request.deadlineMs;
     const image = await this.preprocess.preprocess(request.image);
-    const job = new Job({ id, image: image.rgb, offload: request.offload, deadlineAt });
+    const job = new Job({ id, requestId: request.requestId, image: image.rgb, offload: request.offload, deadlineAt });
     this.scheduler.submit(job);
     const outcome = await job.outcome();
-    if (!outcome.ok) return this.refuse(outcome.error, request.requestId);
+    if (!outcome.ok) return this.refuse(outcome.error, { id, requestId: request.requestId });
     const ranked = toPredictions(outcome.result);
     const predictions = ranked.slice(0, request.top);
     const reply: ClassifyReply = {
@@ -107,6 +123,7 @@ export class Hub {
     };
     if (request.requestId !== undefined) reply.request_id = request.requestId;
     this.count('ok');
+    this.emit('replied', reply, { id, requestId: request.requestId });
     this.log.debug({ request_id: id, executor: outcome.executor.id, total_ms: reply.timing.total_ms }, 'classified');
     return reply;
   }

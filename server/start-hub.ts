@@ -20,6 +20,8 @@ import { attachVolunteerSocket } from './front/volunteer-socket.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
 import { WEB_DIST_DIR } from './web-build.ts';
 import { buildStatus, UNTRAINED_WARNING } from './status.ts';
+import { EventFeed } from './events/event-feed.ts';
+import { EventsSocket } from './front/events-socket.ts';
 
 export interface RunningHub {
   zmqEndpoint: string;
@@ -55,18 +57,22 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     log,
   );
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log);
-  const http = new HttpFront(hub, { limits, status: () => buildStatus(hub, scheduler, pool, volunteers) }, log);
+  const status = () => buildStatus(hub, scheduler, pool, volunteers);
+  const http = new HttpFront(hub, { limits, status }, log);
   const zmqFront = new ZmqFront(hub, limits, log);
   http.addGetHandler(serveModelStore(config.modelDir));
   http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
+  const allowedOrigins = config.volunteerOrigins?.split(',').map((origin) => origin.trim());
   const volunteers = attachVolunteerSocket({
     onUpgrade: (path, handler) => http.onUpgrade(path, handler),
     scheduler,
     model: { url: `${MODEL_URL_PREFIX}model.json`, sha256: manifest.weightsSha256, weights: manifest.weights },
     log,
     token: config.volunteerToken,
-    allowedOrigins: config.volunteerOrigins?.split(',').map((origin) => origin.trim()),
+    allowedOrigins,
   });
+  const feed = new EventFeed({ hub, scheduler, volunteers, status });
+  const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins });
   // Without local workers nothing can recompute a volunteer's answer.
   const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
   scheduler.setResultReviewer(
@@ -110,6 +116,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       await zmqFront.flush();
       // Volunteers' sockets count as the HTTP server's connections: close them before it.
       await volunteers.close();
+      feed.close();
+      await events.close();
       await Promise.all([zmqFront.close(), http.close()]);
       await Promise.all([pool.stop(), preprocess.stop()]);
       return drained;

@@ -3,24 +3,13 @@
  * and counts of requests by outcome.
  */
 import type { Hub } from './hub.ts';
-import type { EngineTrial, LocalPool, LocalWorkerStatus } from './executors/local-pool.ts';
+import type { LocalPool } from './executors/local-pool.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
-import type { VolunteerHub, VolunteerHubStats, VolunteerStatus } from './front/volunteer-socket.ts';
+import type { VolunteerHub } from './front/volunteer-socket.ts';
+import { UNTRAINED_WARNING } from '../shared/protocol/status.ts';
+import type { StatusReport } from '../shared/protocol/status.ts';
 
-export interface StatusReport {
-  ready: boolean;
-  model: Hub['model'] & { warning?: string };
-  executors: LocalWorkerStatus[];
-  engine: { chosen: string | undefined; workers?: number; threads_per_worker?: number; trials: EngineTrial[] };
-  volunteers: VolunteerStatus[];
-  volunteer_stats: VolunteerHubStats;
-  queue: { depth: number; running: number };
-  requests: Record<string, number>;
-  uptime_s: number;
-}
-
-export const UNTRAINED_WARNING =
-  'UNTRAINED WEIGHTS: this ResNet50 was generated with random weights; its predictions are meaningless (labels are real, the ranking is not).';
+export { UNTRAINED_WARNING };
 
 const startedAt = Date.now();
 

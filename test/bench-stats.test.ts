@@ -13,7 +13,7 @@ import { cpuShare } from '../bench/cpu-share.ts';
 import type { StepResult } from '../bench/load-generator.ts';
 import { bestCeiling, computeHeadline, formatHeadline, formatTable, selectCeiling, toJson, writeResults } from '../bench/report.ts';
 import type { BenchResult, BenchStep } from '../bench/report.ts';
-import { percentile, round, summarize } from '../bench/stats.ts';
+import { percentile, round, summarize } from '../shared/stats.ts';
 import { escapeXml, niceTicks, renderChart } from '../bench/svg-chart.ts';
 
 test('percentile interpolates between ranks like numpy', () => {

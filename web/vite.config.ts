@@ -9,6 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+import { siteChrome } from './site-chrome.ts';
 
 const webRoot = fileURLToPath(new URL('.', import.meta.url));
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -19,6 +20,7 @@ export default defineConfig({
   root: webRoot,
   base: '/',
   publicDir: false,
+  plugins: [siteChrome()],
   // The hub's build logs one line itself; keep Vite's own output to warnings.
   clearScreen: false,
   build: {

@@ -7,6 +7,7 @@ import type { EngineName } from '../engines/engine.ts';
 import { oversubscribes, resolveParallelism } from '../engines/parallelism.ts';
 import type { Parallelism, RequestedParallelism } from '../engines/parallelism.ts';
 import type { Logger } from '../log.ts';
+import type { EngineTrial, LocalWorkerStatus } from '../../shared/protocol/status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { LocalExecutor } from './local-executor.ts';
 
@@ -22,30 +23,6 @@ export interface LocalPoolOptions {
   modelDir: string;
   maxBatch: number;
   topK: number;
-}
-
-export interface EngineTrial {
-  engine: EngineName;
-  available: boolean;
-  threads?: number;
-  load_ms?: number;
-  warmup_ms?: number;
-  error?: string;
-}
-
-export interface LocalWorkerStatus {
-  id: string;
-  kind: 'local';
-  engine: string;
-  threads: number;
-  solo_threads?: number;
-  state: string;
-  busy: boolean;
-  per_image_ms: number;
-  warmup_ms: number;
-  batches: number;
-  images: number;
-  restarts: number;
 }
 
 const RESTART_DELAY_MS = 1000;

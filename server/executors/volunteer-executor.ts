@@ -10,13 +10,12 @@ import { encodeJobFrame } from '../../shared/protocol/volunteer.ts';
 import type { AdapterInfo, HubMessage, VolunteerBackend, VolunteerMessage } from '../../shared/protocol/volunteer.ts';
 import type { BatchResult, Executor } from './executor.ts';
 import { ServiceTimeEstimate } from './service-time.ts';
+import type { VolunteerState } from '../../shared/protocol/status.ts';
 
 export type VolunteerHello = Extract<VolunteerMessage, { type: 'hello' }>;
 export type VolunteerResult = Extract<VolunteerMessage, { type: 'result' }>;
 export type VolunteerJobFailed = Extract<VolunteerMessage, { type: 'job_failed' }>;
 
-/** `resting`: a batch just failed on it; it takes no work for a while (see failureRestMs). */
-export type VolunteerState = 'ready' | 'busy' | 'resting' | 'quarantined' | 'gone';
 
 /** The way to the tab; the socket owns it, so this class never sees a WebSocket. */
 export interface VolunteerLink {

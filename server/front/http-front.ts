@@ -126,7 +126,7 @@ export class HttpFront {
       const admitted = await this.admit(request, url, context);
       reply = await this.hub.classify(admitted, receivedAt);
     } catch (error) {
-      reply = this.hub.refuse(error, context.requestId);
+      reply = this.hub.refuse(error, { requestId: context.requestId });
     }
     const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
     // A body refused half-way is still arriving; closing is cheaper than reading it all.

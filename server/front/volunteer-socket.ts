@@ -4,9 +4,7 @@
  * answers, drops it when it falls silent, and takes whatever a hostile or broken tab sends
  * without harm to the hub: refused, counted, logged, never thrown.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -21,17 +19,18 @@ import {
 } from '../../shared/protocol/volunteer.ts';
 import type { AdapterInfo, HubMessage, VolunteerBackend } from '../../shared/protocol/volunteer.ts';
 import { VolunteerExecutor } from '../executors/volunteer-executor.ts';
-import type { JobTimeout, JobVerdict, VolunteerHello, VolunteerState } from '../executors/volunteer-executor.ts';
+import type { JobTimeout, JobVerdict, VolunteerHello } from '../executors/volunteer-executor.ts';
 import type { Logger } from '../log.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { UpgradeHandler } from './http-front.ts';
+import type { UpgradeRefusal, VolunteerConnectionState, VolunteerHubStats, VolunteerStatus } from '../../shared/protocol/status.ts';
+import { DEFAULT_ALLOWED_ORIGINS, originAllowed, parseOriginRule, presentsToken, refuseUpgrade, tokenDigest } from './upgrade-guard.ts';
+import type { OriginRule } from './upgrade-guard.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
 export const DEFAULT_HEARTBEAT_MS = 2000;
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
-/** Origins a tab may come from besides the hub's own host, unless `allowedOrigins` says otherwise. */
-export const DEFAULT_VOLUNTEER_ORIGINS: readonly string[] = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'];
 
 /** Close codes the hub uses; 4000–4999 are the application's own. */
 const CLOSE_BYE = 1000;
@@ -77,41 +76,6 @@ export interface VolunteerSocketOptions {
   failureRestMs?: number;
 }
 
-export type VolunteerConnectionState = 'joining' | VolunteerState;
-
-/** One tab as `/api/status` and the web UI show it. */
-export interface VolunteerStatus {
-  id: string;
-  kind: 'volunteer';
-  /** `joining`: connected, loading and warming up the model, no hello yet. */
-  state: VolunteerConnectionState;
-  backend?: VolunteerBackend;
-  adapter?: AdapterInfo;
-  user_agent?: string;
-  busy: boolean;
-  per_image_ms?: number;
-  overhead_ms?: number;
-  max_batch?: number;
-  jobs: number;
-  images: number;
-  failures: number;
-  violations: number;
-  connected_at: string;
-  last_seen: string;
-  quarantine_reason?: string;
-}
-
-export type UpgradeRefusal = 'origin' | 'token' | 'capacity' | 'stopping';
-
-export interface VolunteerHubStats {
-  connected: number;
-  joined_total: number;
-  dropped_total: number;
-  refused_hellos: number;
-  violations_total: number;
-  refused_upgrades: Record<UpgradeRefusal, number>;
-}
-
 export interface VolunteerHubEvents {
   joined: [volunteer: VolunteerStatus];
   left: [volunteer: VolunteerStatus, reason: string];
@@ -131,8 +95,6 @@ interface Connection {
   finished: boolean;
   closed: Promise<void>;
 }
-
-type OriginRule = { any: true } | { protocol: string; hostname: string } | { origin: string };
 
 /** Attaches the volunteer WebSocket to the HTTP front; the returned hub is the hub's handle on volunteers. */
 export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerHub {
@@ -171,8 +133,8 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     this.scheduler = options.scheduler;
     const model = options.model;
     this.model = typeof model === 'function' ? model : () => model;
-    this.tokenDigest = options.token ? digest(options.token) : undefined;
-    this.originRules = (options.allowedOrigins ?? DEFAULT_VOLUNTEER_ORIGINS).map(parseOriginRule);
+    this.tokenDigest = options.token ? tokenDigest(options.token) : undefined;
+    this.originRules = (options.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS).map(parseOriginRule);
     this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.missedBeats = options.missedBeats ?? 3;
     this.maxBatch = clamp(options.maxBatch ?? MAX_VOLUNTEER_BATCH, 1, MAX_VOLUNTEER_BATCH);
@@ -541,57 +503,3 @@ function round1(value: number): number {
   return Math.round(value * 10) / 10;
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
-
-/**
- * Compares digests, so lengths never differ and timingSafeEqual applies; every candidate is
- * compared, so the time says nothing about which one matched.
- */
-function presentsToken(request: IncomingMessage, expected: Buffer): boolean {
-  const query = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token');
-  const protocols = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-  let matched = false;
-  for (const candidate of [query, ...protocols]) {
-    if (candidate && timingSafeEqual(digest(candidate), expected)) matched = true;
-  }
-  return matched;
-}
-
-function parseOriginRule(pattern: string): OriginRule {
-  if (pattern === '*') return { any: true };
-  if (pattern.endsWith(':*')) {
-    const url = new URL(pattern.slice(0, -2));
-    return { protocol: url.protocol, hostname: url.hostname };
-  }
-  return { origin: new URL(pattern).origin };
-}
-
-function originAllowed(origin: string | undefined, host: string | undefined, rules: readonly OriginRule[]): boolean {
-  // Browsers always send Origin on a WebSocket; a client without one is not a browser, and
-  // could forge the header anyway. Origin guards against pages in browsers; the token guards the rest.
-  if (origin === undefined) return true;
-  let url: URL;
-  try {
-    url = new URL(origin);
-  } catch {
-    return false; // includes "null" (sandboxed frames, file:)
-  }
-  if (host !== undefined && url.host === host.toLowerCase()) return true;
-  return rules.some((rule) => {
-    if ('any' in rule) return true;
-    if ('origin' in rule) return url.origin === rule.origin;
-    return url.protocol === rule.protocol && url.hostname === rule.hostname;
-  });
-}
-
-function refuseUpgrade(socket: Duplex, status: number, message: string): void {
-  // The peer may hang up first; an unhandled socket error would take the hub down.
-  socket.on('error', () => {});
-  const body = `${message}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}

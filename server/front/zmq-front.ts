@@ -97,7 +97,7 @@ export class ZmqFront {
         const request = admitJson(value, this.limits);
         reply = await this.hub.classify(request, receivedAt);
       } catch (error) {
-        reply = this.hub.refuse(error, requestId);
+        reply = this.hub.refuse(error, { requestId });
       }
     }
     this.send(route, reply);

@@ -24,6 +24,8 @@ export type JobOutcome = JobSuccess | JobFailure;
 
 export interface JobOptions {
   id: string;
+  /** The client's own id for the request, if it gave one (not unique: clients choose it). */
+  requestId?: string;
   /** Preprocessed 224×224×3 RGB image. */
   image: Uint8Array;
   /** May this job run outside the hub (on a volunteer)? */
@@ -38,6 +40,7 @@ let nextJobNumber = 0;
 
 export class Job {
   readonly id: string;
+  readonly requestId: string | undefined;
   readonly image: Uint8Array;
   readonly offload: boolean;
   readonly deadlineAt: number | undefined;
@@ -54,6 +57,7 @@ export class Job {
 
   constructor(options: JobOptions) {
     this.id = options.id || `job-${++nextJobNumber}`;
+    this.requestId = options.requestId;
     this.image = options.image;
     this.offload = options.offload;
     this.deadlineAt = options.deadlineAt;

@@ -1,5 +1,5 @@
 /**
- * Percentiles and summaries of latency samples. Pure functions, no I/O, so they are unit-tested.
+ * Percentiles and summaries of latency samples (the benchmark, the live dashboard). Pure functions, no I/O, so they are unit-tested.
  */
 
 export interface Summary {
