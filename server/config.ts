@@ -4,12 +4,18 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { OFFLOAD_MODES } from './scheduler/scheduler.ts';
+import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../models/tools/fetch/keras-weights.ts';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const MiB = 1024 * 1024;
+/**
+ * Read here rather than by commander: commander sets a negated flag from any value of its
+ * variable, so HUB_MODEL_FETCH=1 would turn the fetch off.
+ */
+const MODEL_FETCH_ENV = 'HUB_MODEL_FETCH';
 
 const ConfigSchema = z.object({
   zmq: z.string().min(1),
@@ -21,6 +27,10 @@ const ConfigSchema = z.object({
   soloThreads: z.coerce.number().int().min(0).max(64).optional(),
   engine: z.enum(ENGINE_CHOICES),
   modelDir: z.string().min(1),
+  /** With no model store: try to fetch the ImageNet weights before generating untrained ones. */
+  modelFetch: z.boolean(),
+  modelUrl: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+  modelMd5: z.string().regex(MD5_PATTERN, 'expected an md5: 32 hex digits'),
   maxImageBytes: z.coerce.number().int().min(1024),
   maxPixels: z.coerce.number().int().min(1),
   maxBatch: z.coerce.number().int().min(1).max(64),
@@ -64,6 +74,11 @@ function buildCommand(): Command {
         .default('auto'),
     )
     .addOption(opt('--model-dir <dir>', 'model store to serve (generated when missing)', 'HUB_MODEL_DIR', 'models/resnet50'))
+    .addOption(
+      new Option('--no-model-fetch', `with no model store, generate the untrained model without trying to download the ImageNet weights (env ${MODEL_FETCH_ENV}=0)`),
+    )
+    .addOption(opt('--model-url <url>', 'where the first start downloads the Keras ImageNet weights from', MODEL_URL_ENV, KERAS_RESNET50_URL))
+    .addOption(opt('--model-md5 <md5>', 'the md5 those weights must have', MODEL_MD5_ENV, KERAS_RESNET50_MD5))
     .addOption(opt('--max-image-bytes <n>', 'largest accepted image, in bytes', 'HUB_MAX_IMAGE_BYTES', 20 * MiB))
     .addOption(opt('--max-pixels <n>', 'largest accepted image, in pixels (checked before decoding)', 'HUB_MAX_PIXELS', 40_000_000))
     .addOption(opt('--max-batch <n>', 'most waiting requests one worker takes as one batch', 'HUB_MAX_BATCH', 1))
@@ -82,7 +97,7 @@ function buildCommand(): Command {
     .addOption(opt('--verify-fraction <f>', 'share of volunteer answers recomputed locally to check them (1: all, before replying)', 'HUB_VERIFY_FRACTION', 0.05))
     .addOption(new Option('--volunteer-token <token>', 'volunteers must present this token to join').env('HUB_VOLUNTEER_TOKEN'))
     .addOption(
-      new Option('--volunteer-origins <list>', 'comma-separated origins allowed to open the volunteer socket (default: this host and localhost)').env(
+      new Option('--volunteer-origins <list>', 'comma-separated origins whose pages may open the volunteer and event WebSockets (default: this host and localhost)').env(
         'HUB_VOLUNTEER_ORIGINS',
       ),
     )
@@ -93,12 +108,25 @@ function buildCommand(): Command {
 export function parseConfig(argv: readonly string[]): Config {
   const command = buildCommand();
   command.parse(argv as string[]);
-  const result = ConfigSchema.safeParse(command.opts());
+  const options = command.opts();
+  if (command.getOptionValueSource('modelFetch') !== 'cli' && process.env[MODEL_FETCH_ENV] !== undefined) {
+    const value = parseSwitch(process.env[MODEL_FETCH_ENV]);
+    if (value === undefined) return command.error(`invalid options:\n  ${MODEL_FETCH_ENV}: expected 1/0, true/false, yes/no or on/off`);
+    options.modelFetch = value;
+  }
+  const result = ConfigSchema.safeParse(options);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `--${kebab(String(issue.path[0]))}: ${issue.message}`);
     return command.error(`invalid options:\n  ${problems.join('\n  ')}`);
   }
   return result.data;
+}
+
+function parseSwitch(value: string): boolean | undefined {
+  const text = value.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+  if (['0', 'false', 'no', 'off'].includes(text)) return false;
+  return undefined;
 }
 
 function kebab(name: string): string {

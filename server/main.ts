@@ -8,6 +8,7 @@ import type { EngineName } from './engines/engine.ts';
 import { AUTO_CANDIDATES } from './executors/local-pool.ts';
 import { ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
+import type { RunningHub } from './start-hub.ts';
 import { ensureWebBuild } from './web-build.ts';
 
 const config = parseConfig(process.argv);
@@ -26,29 +27,50 @@ async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | u
   }
 }
 
+/** The ZeroMQ and HTTP APIs do not need the web UI: a failed build is reported, not fatal. */
+async function buildWebUi(): Promise<void> {
+  try {
+    await ensureWebBuild(log);
+  } catch (error) {
+    log.error({ err: error }, 'the web UI could not be built; serving the APIs without it (an earlier build, if any, is still served)');
+  }
+}
+
+let hub: RunningHub | undefined;
+let stopping = false;
+
+function stop(signal: string): void {
+  if (stopping) return;
+  stopping = true;
+  if (!hub) {
+    // Until the hub is ready nothing is accepted (requests during warm-up are answered
+    // `not_ready`), so there is nothing to drain; half-written model or web builds live in
+    // temporary folders that are only swapped in when complete.
+    log.info({ signal }, 'stopped before the hub was ready');
+    process.exit(0);
+  }
+  log.info({ signal, grace_ms: config.graceMs }, 'stopping: answering requests in flight');
+  hub.stop(config.graceMs).then(
+    (drained) => {
+      log.info({ drained }, 'stopped');
+      process.exit(0);
+    },
+    (error: unknown) => {
+      log.error({ err: error }, 'error while stopping');
+      process.exit(1);
+    },
+  );
+}
+
 async function main(): Promise<void> {
-  await ensureWebBuild(log);
-  const manifest = await ensureModel(config.modelDir, log);
-  const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
-  const hub = await startHub(config, manifest, log, { candidates });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, grace_ms: config.graceMs }, 'stopping: answering requests in flight');
-    hub.stop(config.graceMs).then(
-      (drained) => {
-        log.info({ drained }, 'stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        log.error({ err: error }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  await buildWebUi();
+  const manifest = await ensureModel(config.modelDir, log, {
+    fetch: { enabled: config.modelFetch, url: config.modelUrl, md5: config.modelMd5 },
+  });
+  const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
+  hub = await startHub(config, manifest, log, { candidates });
 }
 
 main().catch((error: unknown) => {

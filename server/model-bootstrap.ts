@@ -1,25 +1,98 @@
 /**
  * Makes sure the model store is complete before the hub starts: when the model is missing,
- * generates the seeded untrained ResNet50 (with a progress bar, saying loudly what that
- * means); when the ONNX export is missing or stale, exports it. Both run in worker threads.
+ * first tries to fetch the official ImageNet weights (a short connect timeout, so a machine
+ * without network finds out in seconds), and when that fails generates the seeded untrained
+ * ResNet50 (with a progress bar, saying loudly what that means and why); when the ONNX
+ * export is missing or stale, exports it. An existing store is used as it is: no network.
  */
 import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
 import { readManifest } from '../models/tools/store.ts';
 import type { ModelManifest } from '../models/tools/store.ts';
 import type { ModelTask, TaskWorkerMessage } from '../models/tools/task-worker.ts';
 import { createProgressBar } from '../models/tools/progress.ts';
+import { isDownloadError } from '../models/tools/fetch/download-error.ts';
+import { createFetchProgress } from '../models/tools/fetch/fetch-progress.ts';
+import { fetchImagenetWeights, KERAS_RESNET50_URL } from '../models/tools/fetch/keras-weights.ts';
 import type { Logger } from './log.ts';
 import { UNTRAINED_WARNING } from './status.ts';
 import { spawnWorker } from './threads/spawn-worker.ts';
 
 const TASK_WORKER = new URL('../models/tools/task-worker.ts', import.meta.url);
 
-export async function ensureModel(modelDir: string, log: Logger): Promise<ModelManifest> {
+/** npm start's connect timeout: long enough for a slow network, short enough that offline start-up is not held up. */
+export const START_FETCH_CONNECT_TIMEOUT_MS = 3000;
+
+export interface ModelFetchSettings {
+  /** Try the ImageNet weights before generating an untrained model. */
+  enabled: boolean;
+  url?: string;
+  md5?: string;
+  connectTimeoutMs?: number;
+  /** Where the downloaded .h5 is kept. Default models/cache/. */
+  cacheDir?: string;
+  retries?: number;
+  retryBaseMs?: number;
+}
+
+export interface EnsureModelOptions {
+  /** Default: no fetch, generate at once. */
+  fetch?: ModelFetchSettings;
+}
+
+export async function ensureModel(modelDir: string, log: Logger, options: EnsureModelOptions = {}): Promise<ModelManifest> {
   const existing = await readManifest(modelDir);
   if (existing) {
     if (existing.weights === 'untrained') log.warn({ model_dir: modelDir }, UNTRAINED_WARNING);
     return existing;
   }
+  if (options.fetch?.enabled) {
+    const fetched = await fetchImagenetOrExplain(modelDir, log, options.fetch);
+    if (fetched) return fetched;
+  }
+  return generateUntrained(modelDir, log);
+}
+
+/**
+ * Fetches and imports the ImageNet weights into `modelDir`; on any failure logs one warning
+ * saying that the hub falls back to the untrained model, and why, and returns null.
+ */
+export async function fetchImagenetOrExplain(modelDir: string, log: Logger, settings: ModelFetchSettings): Promise<ModelManifest | null> {
+  const url = settings.url ?? KERAS_RESNET50_URL;
+  log.info({ model_dir: modelDir, url }, 'no model found; fetching the ImageNet ResNet50 weights');
+  const fetchLog = log.child({ component: 'model-fetch' });
+  const progress = createFetchProgress('Fetching ImageNet ResNet50', {
+    // The bar is for a person at a terminal; the JSON log gets each stage, and the download every 10%.
+    onMilestone: (stage, done, total, text) => fetchLog.info({ stage, done, total }, text),
+  });
+  try {
+    const { manifest } = await fetchImagenetWeights({
+      modelDir,
+      url,
+      md5: settings.md5,
+      cacheDir: settings.cacheDir,
+      connectTimeoutMs: settings.connectTimeoutMs ?? START_FETCH_CONNECT_TIMEOUT_MS,
+      retries: settings.retries,
+      retryBaseMs: settings.retryBaseMs,
+      onProgress: progress.onProgress,
+      log: fetchLog,
+    });
+    progress.stop();
+    log.info({ model_dir: modelDir, weights: manifest.weights, sha256: manifest.weightsSha256 }, 'ImageNet weights imported');
+    return manifest;
+  } catch (error) {
+    progress.stop();
+    const reason = isDownloadError(error) ? error.kind : 'error';
+    const why = isDownloadError(error, 'offline') ? 'offline' : `${reason}: ${(error as Error).message ?? String(error)}`;
+    log.warn(
+      { model_dir: modelDir, url, reason, error: error instanceof Error ? error.message : String(error) },
+      `could not fetch the ImageNet weights (${why}); falling back to the untrained model. ` +
+        'Run `npm run model:fetch` once online to install the real weights.',
+    );
+    return null;
+  }
+}
+
+async function generateUntrained(modelDir: string, log: Logger): Promise<ModelManifest> {
   log.warn({ model_dir: modelDir }, `no model found; generating a seeded, untrained ResNet50. ${UNTRAINED_WARNING}`);
   const progress = createProgressBar('Generating untrained ResNet50');
   let lastStage = '';

@@ -31,7 +31,13 @@ export interface RunningHub {
 }
 
 export function modelInfo(manifest: ModelManifest): ModelInfo {
-  return { name: manifest.name, weights: manifest.weights, sha256: manifest.weightsSha256 };
+  const { source } = manifest;
+  return {
+    name: manifest.name,
+    weights: manifest.weights,
+    sha256: manifest.weightsSha256,
+    source: source.kind === 'generated' ? { kind: 'generated', seed: source.seed } : { kind: 'keras-h5', sha256: source.sha256, md5: source.md5, url: source.url },
+  };
 }
 
 export interface StartOptions {

@@ -41,3 +41,13 @@ test('SIGTERM answers every request in flight, then exits 0', async () => {
     await hub.stop();
   }
 });
+
+test('SIGTERM during warm-up (nothing accepted yet) exits 0 at once', async () => {
+  const hub = await startHub({ untilListening: true });
+  hub.ready.catch(() => {}); // it never becomes ready: that is the point
+  const started = performance.now();
+  hub.child.kill('SIGTERM');
+  assert.equal(await hub.exited, 0);
+  assert.ok(performance.now() - started < 5000, 'no grace period to wait out');
+  assert.ok(hub.logs.some((entry) => entry.msg === 'stopped before the hub was ready'));
+});

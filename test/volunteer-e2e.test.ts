@@ -87,6 +87,13 @@ describe('volunteers on the tiny model', () => {
     const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });
     try {
       const { tab, id } = await joinVolunteer(browser, hub);
+      // The dashboard watches the volunteers throughout.
+      const dashboard = await browser.newPage();
+      await dashboard.page.goto(`${hub.http}/dashboard`);
+      const row = await dashboard.page.waitForSelector(`#executors tr[data-executor-id="${id}"][data-kind="volunteer"]`, { timeout: 15_000 });
+      const rowText = (await row.textContent()) ?? '';
+      assert.match(rowText, /webgpu/, 'the dashboard shows the backend');
+      assert.match(rowText, /swiftshader/i, 'and the GPU adapter');
       for (const image of images) {
         const local = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image, { offload: false }))).reply);
         const remote = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image), 60_000)).reply);
@@ -109,6 +116,12 @@ describe('volunteers on the tiny model', () => {
       );
       assert.match(caught.quarantine_reason ?? '', /disagreed/);
       assert.equal(await liar.tab.page.evaluate(() => document.body.dataset.state), 'quarantined', 'the tab says so too');
+      await dashboard.page.waitForSelector(`#executors tr[data-executor-id="${liar.id}"][data-state="quarantined"]`, { timeout: 15_000 });
+      const activity = (await dashboard.page.textContent('#activity')) ?? '';
+      assert.match(activity, new RegExp(`${id} joined`), 'the activity log saw the honest tab join');
+      assert.match(activity, new RegExp(`${liar.id} quarantined`), 'and the liar quarantined');
+      assert.deepEqual(dashboard.problems, [], 'no console errors on the dashboard');
+      await dashboard.page.close();
       await liar.tab.page.close();
     } finally {
       await hub.stop();

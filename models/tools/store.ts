@@ -38,6 +38,12 @@ const manifestSchema = z.object({
       file: z.string().optional(),
       url: z.string().optional(),
       md5: z.string().optional(),
+      /** SHA-256 (hex) of the .h5 file itself, so the store names exactly which file it came from. */
+      sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+      /** Which of Keras' two ResNet50 layer namings the file used (legacy: `res2a_branch2a`, `fc1000`). */
+      naming: z.enum(['keras-applications', 'legacy']).optional(),
+      /** Weights-only file (`save_weights`) or a full model file (weights under `model_weights`). */
+      layout: z.enum(['weights', 'full-model']).optional(),
     }),
   ]),
   createdAt: z.iso.datetime(),
@@ -91,6 +97,12 @@ export async function readManifest(dir: string): Promise<ModelManifest | null> {
 export interface WriteOptions {
   /** Bytes of weight data written so far, out of the total (for progress bars). */
   onProgress?: (writtenBytes: number, totalBytes: number) => void;
+  /**
+   * Runs on the complete temp folder (manifest included) before it replaces the store, so that
+   * derived files (model.onnx) arrive together with the weights they derive from. If it throws,
+   * the temp folder is removed and the existing store stays as it was.
+   */
+  beforeSwap?: (folder: string, manifest: ModelManifest) => Promise<void>;
 }
 
 /**
@@ -112,6 +124,7 @@ export async function writeModelStore(
   try {
     await chmod(temp, 0o755); // mkdtemp makes it private; the store is meant to be served as is
     const full = await writeStoreFiles(temp, artifacts, manifest, options);
+    await options.beforeSwap?.(temp, full);
     await swapFolderIntoPlace(temp, target);
     return full;
   } catch (error) {

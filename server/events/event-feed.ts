@@ -6,8 +6,8 @@
 import { EventEmitter } from 'node:events';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import { isErrorReply } from '../../shared/protocol/classify.ts';
-import { RECENT_REQUESTS, STATS_HISTORY, STATS_INTERVAL_MS } from '../../shared/protocol/events.ts';
-import type { HubEvent, RecentRequest, RequestFailed, RequestFinished, SnapshotEvent } from '../../shared/protocol/events.ts';
+import { RECENT_ACTIVITY, RECENT_REQUESTS, STATS_HISTORY, STATS_INTERVAL_MS } from '../../shared/protocol/events.ts';
+import type { ExecutorEvent, HubEvent, RecentRequest, RequestFailed, RequestFinished, SnapshotEvent } from '../../shared/protocol/events.ts';
 import type { ExecutorStatus, StatusReport, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Hub, RequestIds } from '../hub.ts';
@@ -30,6 +30,7 @@ export interface EventFeedEvents {
 export class EventFeed extends EventEmitter<EventFeedEvents> {
   private readonly window = new StatsWindow(STATS_HISTORY);
   private readonly recent: RecentRequest[] = [];
+  private readonly activity: ExecutorEvent[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly detach: Array<() => void> = [];
 
@@ -50,12 +51,12 @@ export class EventFeed extends EventEmitter<EventFeedEvents> {
         this.publish({ type: 'request.started', ...ref(job), executor: info, batch: jobs.length, hedge: job.runningOn.size > 1 });
       }
     });
-    this.listen(volunteers, 'joined', (executor: VolunteerStatus) => this.publish({ type: 'executor.joined', at: Date.now(), executor }));
+    this.listen(volunteers, 'joined', (executor: VolunteerStatus) => this.onExecutor({ type: 'executor.joined', at: Date.now(), executor }));
     this.listen(volunteers, 'left', (executor: VolunteerStatus, reason: string) =>
-      this.publish({ type: 'executor.left', at: Date.now(), executor, reason }),
+      this.onExecutor({ type: 'executor.left', at: Date.now(), executor, reason }),
     );
     this.listen(volunteers, 'quarantined', (executor: VolunteerStatus, reason: string) =>
-      this.publish({ type: 'executor.quarantined', at: Date.now(), executor, reason }),
+      this.onExecutor({ type: 'executor.quarantined', at: Date.now(), executor, reason }),
     );
     this.timer = setInterval(() => this.tick(), intervalMs);
     this.timer.unref();
@@ -63,7 +64,7 @@ export class EventFeed extends EventEmitter<EventFeedEvents> {
 
   /** What a newly connected page needs to draw everything at once. */
   snapshot(): SnapshotEvent {
-    return { type: 'snapshot', status: this.sources.status(), history: this.window.history(), recent: [...this.recent] };
+    return { type: 'snapshot', status: this.sources.status(), history: this.window.history(), recent: [...this.recent], activity: [...this.activity] };
   }
 
   close(): void {
@@ -99,6 +100,12 @@ export class EventFeed extends EventEmitter<EventFeedEvents> {
   private remember(request: RecentRequest): void {
     this.recent.unshift(request);
     if (this.recent.length > RECENT_REQUESTS) this.recent.length = RECENT_REQUESTS;
+  }
+
+  private onExecutor(event: ExecutorEvent): void {
+    this.activity.unshift(event);
+    if (this.activity.length > RECENT_ACTIVITY) this.activity.length = RECENT_ACTIVITY;
+    this.publish(event);
   }
 
   private publish(event: HubEvent): void {

@@ -25,11 +25,17 @@ export interface ExecutorInfo {
   engine: string;
 }
 
+/** Where the weights came from: a Keras HDF5 file (with its own hashes), or the seeded generator. */
+export type WeightsSource =
+  | { kind: 'keras-h5'; sha256?: string; md5?: string; url?: string }
+  | { kind: 'generated'; seed: number };
+
 export interface ModelInfo {
   name: string;
   weights: WeightsKind;
   /** sha256 of the weights, so a client can tell which weights answered. */
   sha256: string;
+  source: WeightsSource;
 }
 
 export interface Timing {

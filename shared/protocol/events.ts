@@ -14,6 +14,8 @@ export const STATS_INTERVAL_MS = 1000;
 export const STATS_HISTORY = 600;
 /** Requests kept for the "recent requests" list. */
 export const RECENT_REQUESTS = 50;
+/** Executor events kept for the activity list. */
+export const RECENT_ACTIVITY = 30;
 
 /** Which request an event is about: the hub's own id, and the client's `request_id` if it sent one. */
 export interface RequestRef {
@@ -118,6 +120,8 @@ export interface SnapshotEvent {
   status: StatusReport;
   history: StatsSample[];
   recent: RecentRequest[];
+  /** The last executor events, newest first. */
+  activity: ExecutorEvent[];
 }
 
 export type HubEvent = RequestEvent | ExecutorEvent | StatsEvent | SnapshotEvent;

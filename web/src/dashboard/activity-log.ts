@@ -1,9 +1,8 @@
 /** Volunteers joining, leaving and being quarantined, newest first. */
+import { RECENT_ACTIVITY } from '../../../shared/protocol/events.ts';
 import type { ExecutorEvent } from '../../../shared/protocol/events.ts';
 import { el } from '../common/dom.ts';
 import { formatClock } from '../common/format.ts';
-
-const KEEP = 30;
 
 export function logExecutorEvent(list: HTMLOListElement, empty: HTMLElement, event: ExecutorEvent): void {
   const who = event.executor.id;
@@ -15,6 +14,6 @@ export function logExecutorEvent(list: HTMLOListElement, empty: HTMLElement, eve
         : `${who} quarantined: ${event.reason}`;
   const tone = event.type === 'executor.joined' ? 'ok' : event.type === 'executor.left' ? 'warn' : 'bad';
   list.prepend(el('li', { attrs: { 'data-tone': tone } }, el('span', { class: 'dot', attrs: { 'aria-hidden': 'true' } }), el('time', { text: formatClock(event.at) }), ' ', text));
-  while (list.children.length > KEEP) list.lastElementChild?.remove();
+  while (list.children.length > RECENT_ACTIVITY) list.lastElementChild?.remove();
   empty.hidden = true;
 }

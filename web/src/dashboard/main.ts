@@ -42,6 +42,10 @@ function onEvent(event: HubEvent): void {
       showModel(event.status);
       charts.setHistory(event.history);
       recent.set(event.recent);
+      activity.replaceChildren();
+      activityEmpty.hidden = false;
+      // Oldest first, so that each lands on top of the one before.
+      for (const past of [...event.activity].reverse()) logExecutorEvent(activity, activityEmpty, past);
       renderExecutorsTable(executorsBody, [...event.status.executors, ...event.status.volunteers]);
       return;
     case 'stats':
