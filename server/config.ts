@@ -42,6 +42,16 @@ const ConfigSchema = z.object({
   verifyFraction: z.coerce.number().min(0).max(1),
   volunteerToken: z.string().min(8, 'use a token of at least 8 characters').optional(),
   volunteerOrigins: z.string().optional(),
+  /** Requests accepted but not yet running (decoding or queued) beyond which new ones get `overloaded`. */
+  maxQueue: z.coerce.number().int().min(1).max(1_000_000),
+  /** Deadline for requests that carry none; 0: none. */
+  defaultDeadlineMs: z.coerce.number().int().min(0).max(3_600_000),
+  /** Bearer token required by the HTTP API, /metrics and the event WebSocket. */
+  apiToken: z.string().min(8, 'use a token of at least 8 characters').optional(),
+  /** The hub's CURVE secret key (Z85, 40 characters): turns on ZeroMQ encryption and client authentication. */
+  curveSecretKey: z.string().regex(/^[0-9a-zA-Z.:+=^!/*?&<>()[\]{}@%$#-]{40}$/, 'expected a Z85 CURVE key (40 characters)').optional(),
+  /** Client public keys (Z85) allowed in, comma-separated, or @file with one per line. */
+  curveClients: z.string().optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -99,6 +109,19 @@ function buildCommand(): Command {
     .addOption(
       new Option('--volunteer-origins <list>', 'comma-separated origins whose pages may open the volunteer and event WebSockets (default: this host and localhost)').env(
         'HUB_VOLUNTEER_ORIGINS',
+      ),
+    )
+    .addOption(opt('--max-queue <n>', 'requests waiting (decoding or queued) beyond which new ones are refused as overloaded', 'HUB_MAX_QUEUE', 256))
+    .addOption(opt('--default-deadline-ms <ms>', 'deadline for requests that carry no deadline_ms; 0: none', 'HUB_DEFAULT_DEADLINE_MS', 0))
+    .addOption(new Option('--api-token <token>', 'require "Authorization: Bearer <token>" on the HTTP API, /metrics and /ws/events').env('HUB_API_TOKEN'))
+    .addOption(
+      new Option('--curve-secret-key <z85>', 'ZeroMQ CURVE: the hub\'s secret key (see npm run keys); clients must then use CURVE with its public key').env(
+        'HUB_CURVE_SECRET_KEY',
+      ),
+    )
+    .addOption(
+      new Option('--curve-clients <keys>', 'ZeroMQ CURVE: client public keys allowed in, comma-separated, or @file with one per line').env(
+        'HUB_CURVE_CLIENTS',
       ),
     )
     .showHelpAfterError();

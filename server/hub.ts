@@ -22,6 +22,13 @@ export interface RequestIds {
   requestId?: string;
 }
 
+export interface HubLimits {
+  /** Requests accepted but not running yet (decoding, or queued) beyond which new ones are refused. */
+  maxQueue: number;
+  /** Deadline for requests that carry none; undefined: none. */
+  defaultDeadlineMs?: number;
+}
+
 export interface HubEvents {
   replied: [reply: Reply, ids: RequestIds];
 }
@@ -32,6 +39,8 @@ let nextRequestNumber = 0;
 export class Hub extends EventEmitter<HubEvents> {
   readonly outcomes = new Map<Outcome, number>();
   private inFlight = 0;
+  /** Requests being decoded: accepted, not in the scheduler's queue yet. */
+  private preprocessing = 0;
   private accepting = true;
   private ready = false;
   private idleWaiters: Array<() => void> = [];
@@ -41,6 +50,7 @@ export class Hub extends EventEmitter<HubEvents> {
     private readonly scheduler: Scheduler,
     readonly model: ModelInfo,
     private readonly log: Logger,
+    private readonly limits: HubLimits = { maxQueue: Infinity },
   ) {
     super();
   }
@@ -53,6 +63,11 @@ export class Hub extends EventEmitter<HubEvents> {
     return this.inFlight;
   }
 
+  /** Accepted and waiting: being decoded or in the scheduler's queue. What --max-queue bounds. */
+  get waiting(): number {
+    return this.preprocessing + this.scheduler.queueDepth;
+  }
+
   markReady(): void {
     this.ready = true;
   }
@@ -61,6 +76,13 @@ export class Hub extends EventEmitter<HubEvents> {
   async classify(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
     if (!this.accepting) return this.refuse(new ServiceError('shutting_down', 'the server is shutting down'), { requestId: request.requestId });
     if (!this.ready) return this.refuse(new ServiceError('not_ready', 'the server is still starting; retry shortly'), { requestId: request.requestId });
+    if (this.waiting >= this.limits.maxQueue) {
+      // Refused at once: a client can retry elsewhere or later, instead of waiting in a queue
+      // whose end it cannot see.
+      return this.refuse(new ServiceError('overloaded', `the server is at capacity (${this.limits.maxQueue} requests waiting); retry shortly`), {
+        requestId: request.requestId,
+      });
+    }
     this.inFlight++;
     try {
       return await this.run(request, receivedAt);
@@ -77,7 +99,8 @@ export class Hub extends EventEmitter<HubEvents> {
     const { requestId } = ids;
     const serviceError =
       error instanceof ServiceError ? error : new ServiceError('internal', `internal error: ${error instanceof Error ? error.message : String(error)}`);
-    if (serviceError.code === 'internal') this.log.error({ err: error, request_id: requestId }, 'request failed');
+    if (serviceError.code === 'internal') this.log.error({ err: error, id: ids.id, request_id: requestId }, 'request failed');
+    else this.log.debug({ id: ids.id, request_id: requestId, code: serviceError.code }, 'refused');
     this.count(serviceError.code);
     const reply: ErrorReply = { error: { code: serviceError.code, message: serviceError.message } };
     if (requestId !== undefined) reply.request_id = requestId;
@@ -100,8 +123,18 @@ export class Hub extends EventEmitter<HubEvents> {
   private async run(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
     // The hub's own id: clients' request ids are theirs to choose, and need not be unique.
     const id = `r${++nextRequestNumber}`;
-    const deadlineAt = request.deadlineMs === undefined ? undefined : receivedAt + request.deadlineMs;
-    const image = await this.preprocess.preprocess(request.image);
+    const deadlineMs = request.deadlineMs ?? this.limits.defaultDeadlineMs;
+    const deadlineAt = deadlineMs === undefined ? undefined : receivedAt + deadlineMs;
+    this.preprocessing++;
+    let image;
+    try {
+      image = await this.preprocess.preprocess(request.image);
+    } finally {
+      this.preprocessing--;
+    }
+    if (deadlineAt !== undefined && performance.now() >= deadlineAt) {
+      return this.refuse(new ServiceError('timeout', 'the request passed its deadline before it was queued'), { id, requestId: request.requestId });
+    }
     const job = new Job({ id, requestId: request.requestId, image: image.rgb, offload: request.offload, deadlineAt });
     this.scheduler.submit(job);
     const outcome = await job.outcome();
@@ -124,7 +157,7 @@ export class Hub extends EventEmitter<HubEvents> {
     if (request.requestId !== undefined) reply.request_id = request.requestId;
     this.count('ok');
     this.emit('replied', reply, { id, requestId: request.requestId });
-    this.log.debug({ request_id: id, executor: outcome.executor.id, total_ms: reply.timing.total_ms }, 'classified');
+    this.log.debug({ id, request_id: request.requestId, executor: outcome.executor.id, total_ms: reply.timing.total_ms }, 'classified');
     return reply;
   }
 

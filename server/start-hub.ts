@@ -10,6 +10,7 @@ import type { EngineName } from './engines/engine.ts';
 import { LocalPool } from './executors/local-pool.ts';
 import { HttpFront } from './front/http-front.ts';
 import { ZmqFront } from './front/zmq-front.ts';
+import { curveSecurity } from './front/curve-auth.ts';
 import { Hub } from './hub.ts';
 import type { Logger } from './log.ts';
 import { PreprocessPool } from './preprocess/preprocess-pool.ts';
@@ -22,6 +23,7 @@ import { WEB_DIST_DIR } from './web-build.ts';
 import { buildStatus, UNTRAINED_WARNING } from './status.ts';
 import { EventFeed } from './events/event-feed.ts';
 import { EventsSocket } from './front/events-socket.ts';
+import { HubMetrics } from './metrics/hub-metrics.ts';
 
 export interface RunningHub {
   zmqEndpoint: string;
@@ -62,10 +64,13 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     },
     log,
   );
-  const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log);
+  const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log, {
+    maxQueue: config.maxQueue,
+    defaultDeadlineMs: config.defaultDeadlineMs > 0 ? config.defaultDeadlineMs : undefined,
+  });
   const status = () => buildStatus(hub, scheduler, pool, volunteers);
-  const http = new HttpFront(hub, { limits, status }, log);
-  const zmqFront = new ZmqFront(hub, limits, log);
+  const http = new HttpFront(hub, { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken }, log);
+  const zmqFront = new ZmqFront(hub, limits, log, curveSecurity(config));
   http.addGetHandler(serveModelStore(config.modelDir));
   http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
   const allowedOrigins = config.volunteerOrigins?.split(',').map((origin) => origin.trim());
@@ -78,13 +83,15 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     allowedOrigins,
   });
   const feed = new EventFeed({ hub, scheduler, volunteers, status });
-  const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins });
+  const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins, token: config.apiToken });
+  const metrics = new HubMetrics({ hub, scheduler, volunteers, status, zmqAuth: () => zmqFront.curveCounts });
   // Without local workers nothing can recompute a volunteer's answer.
   const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
   scheduler.setResultReviewer(
     createVerifier(scheduler, {
       fraction: verifyFraction,
       onVerdict: (executor, agreed, detail) => {
+        metrics.recordVerification(agreed);
         if (!agreed) volunteers.quarantine(executor.id, `its answer disagreed with a local worker: ${detail}`);
       },
     }),
@@ -105,6 +112,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     threads_per_worker: pool.parallelism?.threadsPerWorker,
     solo_threads: pool.parallelism?.soloThreads,
     weights: manifest.weights,
+    curve: zmqFront.curvePublicKey !== undefined,
+    ...(zmqFront.curvePublicKey ? { curve_public_key: zmqFront.curvePublicKey } : {}),
     ...(untrained ? { warning: UNTRAINED_WARNING } : {}),
   };
   if (untrained) log.warn(ready, 'ready');

@@ -386,7 +386,8 @@ async function plantOldModel(page: TrackedPage, modelPath: string): Promise<void
 test('the tab runs the model on WebGPU and answers a job as the CPU reference does', { timeout: LOAD_TIMEOUT_MS + 60_000 }, async () => {
   firstPage = await browser.newPage();
   // An older model left in this browser by an earlier version of the hub: it must be deleted.
-  await firstPage.page.goto(`${base}/dashboard`);
+  // (Planted from the volunteer page before it is started: same origin, and it connects to nothing yet.)
+  await firstPage.page.goto(`${base}/volunteer`);
   const oldModel = `resnet-hub-${'0'.repeat(64)}`;
   await plantOldModel(firstPage, oldModel);
   assert.deepEqual(await cachedModels(firstPage), [oldModel]);

@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts';
 import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits, AdmittedRequest } from './admission.ts';
 import { readBody, readMultipartFile } from './http-body.ts';
+import { presentsToken, tokenDigest } from './upgrade-guard.ts';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   invalid_json: 400,
@@ -27,6 +28,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   unsupported_image: 415,
   corrupt_image: 422,
   not_ready: 503,
+  unauthorized: 401,
   overloaded: 503,
   shutting_down: 503,
   timeout: 504,
@@ -36,7 +38,14 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
 export interface HttpFrontOptions {
   limits: AdmissionLimits;
   status: () => unknown;
+  /** Prometheus exposition of the hub's metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** When set, /api/* and /metrics need `Authorization: Bearer <token>` (or `?token=`, for pages). */
+  apiToken?: string;
 }
+
+/** Paths the API token guards; probes, the web app's files and the model files stay open. */
+const GUARDED_PREFIXES = ['/api/', '/metrics'];
 
 /** Answers a GET it knows (static files, model files); returns false to let the next one try. */
 export type GetHandler = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<boolean> | boolean;
@@ -48,12 +57,14 @@ export class HttpFront {
   private readonly server: Server;
   private readonly getHandlers: GetHandler[] = [];
   private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
+  private readonly tokenDigest: Buffer | undefined;
 
   constructor(
     private readonly hub: Hub,
     private readonly options: HttpFrontOptions,
     private readonly log: Logger,
   ) {
+    this.tokenDigest = options.apiToken ? tokenDigest(options.apiToken) : undefined;
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => {
         this.log.error({ err: error, url: request.url }, 'HTTP handler failed');
@@ -100,6 +111,10 @@ export class HttpFront {
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://localhost');
     const route = `${request.method} ${url.pathname}`;
+    if (this.tokenDigest && GUARDED_PREFIXES.some((prefix) => url.pathname.startsWith(prefix)) && !presentsToken(request, this.tokenDigest)) {
+      response.setHeader('WWW-Authenticate', 'Bearer realm="resnet-hub"');
+      return sendJson(response, 401, { error: { code: 'unauthorized', message: 'this hub needs an API token: send "Authorization: Bearer <token>"' } });
+    }
     switch (route) {
       case 'GET /healthz':
         return sendJson(response, 200, { status: 'alive' });
@@ -109,6 +124,9 @@ export class HttpFront {
         return sendJson(response, 200, this.options.status());
       case 'POST /api/classify':
         return this.classify(request, response, url);
+      case 'GET /metrics':
+        if (this.options.metrics) return sendMetrics(response, await this.options.metrics());
+        return sendJson(response, 404, { error: { code: 'not_found', message: 'metrics are not enabled' } });
       default:
         if (request.method === 'GET' || request.method === 'HEAD') {
           for (const handler of this.getHandlers) if (await handler(request, response, url)) return;
@@ -178,4 +196,9 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
   const text = JSON.stringify(body);
   response.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   response.end(text);
+}
+
+function sendMetrics(response: ServerResponse, metrics: { contentType: string; body: string }): void {
+  response.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' });
+  response.end(metrics.body);
 }

@@ -3,6 +3,9 @@
  * `[identity, json]`); REQ clients add an empty delimiter (`[identity, "", json]`). Each reply
  * goes back in the envelope its request came in. A client that has gone away is simply not
  * answered: a ROUTER drops messages for peers it no longer has, and nobody else waits.
+ *
+ * With `security`, the ROUTER is a CURVE server: connections are encrypted, and a ZAP handler
+ * (curve-auth.ts) lets in only clients whose public key is allowed.
  */
 import * as zmq from 'zeromq';
 import { ServiceError } from '../../shared/protocol/errors.ts';
@@ -11,6 +14,8 @@ import type { Hub } from '../hub.ts';
 import type { Logger } from '../log.ts';
 import { admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits } from './admission.ts';
+import { curvePublicKeyOf, CurveConfigError, DEFAULT_ZAP_DOMAIN, ZapAuthenticator } from './curve-auth.ts';
+import type { CurveCounts, CurveSecurity } from './curve-auth.ts';
 
 interface Envelope {
   /** Routing frames, including the REQ delimiter when there was one. */
@@ -31,21 +36,58 @@ export class ZmqFront {
   private serving: Promise<void> | undefined;
   private readonly replying = new Set<Promise<void>>();
   private receiving = true;
+  private readonly authenticator: ZapAuthenticator | undefined;
+  /** The hub's CURVE public key (Z85), what clients set as their server key; undefined without CURVE. */
+  readonly curvePublicKey: string | undefined;
 
   constructor(
     private readonly hub: Hub,
     private readonly limits: AdmissionLimits,
     private readonly log: Logger,
+    security?: CurveSecurity,
   ) {
     // Far beyond anything the hub answers (it replies payload_too_large up to here); past it
     // libzmq drops the connection instead of buffering an absurd message.
     this.router.maxMessageSize = maxJsonBytes(limits) * 2;
     this.router.linger = 1000;
+    if (security) {
+      const publicKey = curvePublicKeyOf(security.secretKey);
+      if (security.publicKey !== undefined && security.publicKey !== publicKey) {
+        throw new CurveConfigError('the CURVE public key given is not the one of the secret key');
+      }
+      const zapDomain = security.zapDomain ?? DEFAULT_ZAP_DOMAIN;
+      this.authenticator = new ZapAuthenticator(security.clientKeys, log, { zapDomain });
+      this.router.curveServer = true;
+      this.router.curveSecretKey = security.secretKey;
+      this.router.zapDomain = zapDomain;
+      this.curvePublicKey = publicKey;
+    }
+  }
+
+  /** CURVE connections accepted and refused so far; undefined without CURVE. */
+  get curveCounts(): CurveCounts | undefined {
+    return this.authenticator?.counts();
   }
 
   async bind(endpoint: string): Promise<string> {
-    await this.router.bind(endpoint);
+    if (this.authenticator) {
+      // Before the ROUTER binds: without a ZAP handler, libzmq lets in any CURVE client.
+      await this.authenticator.start();
+      this.observeHandshakes(this.authenticator);
+    }
+    try {
+      await this.router.bind(endpoint);
+    } catch (error) {
+      await this.authenticator?.close();
+      throw error;
+    }
     this.serving = this.receiveLoop();
+    if (this.authenticator) {
+      this.log.info(
+        { public_key: this.curvePublicKey, allowed_clients: this.authenticator.allowedCount, zap_domain: this.router.zapDomain },
+        'ZeroMQ CURVE on: encrypted, only allowed client keys are served',
+      );
+    }
     return this.router.lastEndpoint ?? endpoint;
   }
 
@@ -53,6 +95,22 @@ export class ZmqFront {
   async close(): Promise<void> {
     if (!this.router.closed) this.router.close();
     await this.serving;
+    await this.authenticator?.close();
+  }
+
+  /**
+   * Connections that fail in the CURVE handshake never reach the ZAP handler (a client with
+   * no CURVE, or with the wrong server key): the socket's events tell of them.
+   */
+  private observeHandshakes(authenticator: ZapAuthenticator): void {
+    const events = this.router.events;
+    events.on('handshake:error:protocol', ({ address, error }) => {
+      const reason = error.code === 'ERR_ZMTP_MECHANISM_MISMATCH' ? 'mechanism_mismatch' : error.code === 'ERR_ZMTP_CRYPTOGRAPHIC' ? 'cryptographic' : 'handshake_failed';
+      authenticator.recordHandshakeFailure(reason, { endpoint: address, code: error.code });
+    });
+    events.on('handshake:error:other', ({ address, error }) => {
+      authenticator.recordHandshakeFailure('handshake_failed', { endpoint: address, code: (error as { code?: string }).code });
+    });
   }
 
   /** Waits for every reply under way to be queued on the socket. */

@@ -62,7 +62,7 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   if (!(maxPixels >= 1)) throw new RangeError(`limits.maxPixels must be a positive number, got ${limits.maxPixels}`);
   if (bytes.byteLength === 0) throw new ServiceError('unsupported_image', 'The image is empty (0 bytes).');
 
-  const meta = await readHeader(bytes);
+  const meta = await readHeader(bytes, maxPixels);
   const format = meta.format as string;
   if (!SUPPORTED_FORMATS.has(format)) {
     throw new ServiceError('unsupported_image', `Images in ${format.toUpperCase()} format are not supported; send ${SUPPORTED_LIST}.`);
@@ -98,7 +98,7 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
 }
 
 /** Header only: format, size, channels. No pixel data is decoded. */
-async function readHeader(bytes: Uint8Array): Promise<Metadata> {
+async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Metadata> {
   try {
     // No pixel limit here, so that an oversized image still tells us its size.
     return await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -108,9 +108,49 @@ async function readHeader(bytes: Uint8Array): Promise<Metadata> {
     if (/unsupported image format/i.test(message) && !signature) {
       throw new ServiceError('unsupported_image', `The data is not an image in a known format; send ${SUPPORTED_LIST}.`);
     }
+    // The decoders refuse some huge sizes before libvips reports them (libjpeg: a side over
+    // 65500 px; libspng: rows over its byte limit), which would read as a damaged file. The
+    // size is in the header: an image that declares too many pixels is told so.
+    const declared = signature === 'JPEG' ? jpegFrameSize(bytes) : signature === 'PNG' ? pngHeaderSize(bytes) : null;
+    if (declared && declared.width > 0 && declared.height > 0) {
+      if (declared.width * declared.height > maxPixels) throw tooManyPixels(declared.width, declared.height, maxPixels);
+      if (/maximum supported image dimension/i.test(message)) {
+        throw new ServiceError(
+          'unsupported_image',
+          `The ${signature} image is ${declared.width}x${declared.height}; sides over 65500 pixels cannot be decoded here.`,
+        );
+      }
+    }
     // A known signature that libvips cannot parse (e.g. a TIFF cut before its directory).
     throw new ServiceError('corrupt_image', `The ${signature ?? 'image'} header could not be read: the file is truncated or damaged (${message}).`);
   }
+}
+
+/** Width and height from a JPEG's first frame header (SOFn), before any scan; null if there is none. */
+function jpegFrameSize(b: Uint8Array): Size | null {
+  let at = 2;
+  while (at + 9 <= b.length && b[at] === 0xff) {
+    const marker = b[at + 1];
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return null; // a scan or the end, and no frame header yet
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return { height: (b[at + 5] << 8) | b[at + 6], width: (b[at + 7] << 8) | b[at + 8] };
+    }
+    at += 2 + ((b[at + 2] << 8) | b[at + 3]);
+  }
+  return null;
+}
+
+/** Width and height from a PNG's IHDR, when they are within the format's 2^31 - 1; null otherwise. */
+function pngHeaderSize(b: Uint8Array): Size | null {
+  if (b.length < 24 || String.fromCharCode(...b.subarray(12, 16)) !== 'IHDR') return null;
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  return width <= 0x7fff_ffff && height <= 0x7fff_ffff ? { width, height } : null;
 }
 
 const HEIF_BRANDS = new Set(['avif', 'avis', 'heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1']);

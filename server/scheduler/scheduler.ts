@@ -114,7 +114,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       job.settle({ ok: false, error: this.closedWith });
       return;
     }
-    void job.outcome().then((outcome) => this.emit('settled', job, outcome));
+    void job.outcome().then((outcome) => {
+      // A job that timed out while waiting leaves the queue now, not when it reaches the head:
+      // the queue's depth is what admission control bounds.
+      const waitingAt = this.queue.indexOf(job);
+      if (waitingAt !== -1) this.queue.splice(waitingAt, 1);
+      this.emit('settled', job, outcome);
+    });
     if (urgent) this.queue.unshift(job);
     else this.queue.push(job);
     this.emit('queued', job);

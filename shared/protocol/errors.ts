@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'unsupported_image',
   'corrupt_image',
   'not_ready',
+  'unauthorized',
   'overloaded',
   'timeout',
   'shutting_down',

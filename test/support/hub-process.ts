@@ -68,7 +68,10 @@ export async function startHub(options: StartOptions = {}): Promise<HubProcess &
   let timer: NodeJS.Timeout | undefined;
   const failure = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`hub not ready after ${timeoutMs} ms\n${stderr}`)), timeoutMs);
-    void exited.then((code) => reject(new Error(`hub exited with ${code} before it was ready\n${stderr}\n${JSON.stringify(logs)}`)));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`hub exited with ${code} before it was ready\n${stderr}\n${JSON.stringify(logs)}`));
+    });
   });
   failure.catch(() => undefined);
   await Promise.race([options.untilListening ? listening : ready, failure]);

@@ -1,5 +1,6 @@
 /** One image to the hub's HTTP API, and its reply — or a reply-shaped error when the hub could not be reached. */
 import type { ClassifyReply } from '../../../shared/protocol/classify.ts';
+import { apiToken } from '../common/api-token.ts';
 
 export interface ClassifyAnswer {
   reply: ClassifyReply | { error: { code: string; message: string } };
@@ -13,7 +14,7 @@ export async function classifyFile(file: File, requestId: string): Promise<Class
   const url = new URL('/api/classify', window.location.href);
   url.searchParams.set('request_id', requestId);
   url.searchParams.set('top', String(TOP));
-  const token = new URLSearchParams(window.location.search).get('token');
+  const token = apiToken();
   const headers: Record<string, string> = { 'Content-Type': file.type || 'application/octet-stream' };
   if (token) headers.Authorization = `Bearer ${token}`;
   const started = performance.now();

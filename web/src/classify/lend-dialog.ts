@@ -3,7 +3,8 @@
  * then opens the volunteer page in its own tab (started at once), so this page keeps working.
  */
 export function setUpLendDialog(button: HTMLButtonElement, dialog: HTMLDialogElement, webgpuNote: HTMLElement, go: HTMLAnchorElement): void {
-  const token = new URLSearchParams(window.location.search).get('token');
+  // The volunteer page's `?token=` is the volunteer token (--volunteer-token), not the API token.
+  const token = new URLSearchParams(window.location.search).get('volunteer_token');
   if (token) {
     const url = new URL(go.href);
     url.searchParams.set('token', token);

@@ -8,6 +8,7 @@ import type { ExecutorStatus } from '../../../shared/protocol/status.ts';
 import { byId } from '../common/dom.ts';
 import { EventStream } from '../common/events-client.ts';
 import { showLiveBadge } from '../common/live-badge.ts';
+import { carryApiToken } from '../common/api-token.ts';
 import { showModelBanner } from '../common/model-banner.ts';
 import { classifyFile, newRequestId } from './classify-api.ts';
 import { renderExecutorStrip } from './executor-strip.ts';
@@ -31,14 +32,17 @@ const thumbnails = new ThumbnailQueue();
 function addFiles(files: File[]): void {
   // Newest batch on top, each batch in the order its files were given.
   const batch = document.createDocumentFragment();
+  const newCards: ResultCard[] = [];
   for (const file of files) {
     const card = new ResultCard(file, newRequestId());
     cards.set(card.requestId, card);
+    newCards.push(card);
     batch.append(card.element);
     thumbnails.add(file, (canvas) => card.setThumbnail(canvas));
-    uploads.add(() => upload(card));
   }
   cardsList.prepend(batch);
+  // Uploads start once the cards are on the page, so every state change shows.
+  for (const card of newCards) uploads.add(() => upload(card));
   updateSummary();
 }
 
@@ -100,5 +104,6 @@ acceptFiles({ dropzone: byId('dropzone'), picker: byId<HTMLButtonElement>('pick'
 clearButton.addEventListener('click', clearFinished);
 setUpLendDialog(byId<HTMLButtonElement>('lend'), byId<HTMLDialogElement>('lend-dialog'), byId('lend-webgpu'), byId<HTMLAnchorElement>('lend-go'));
 
+carryApiToken();
 const stream = new EventStream().onEvent(onEvent).start();
 showLiveBadge(stream);

@@ -5,6 +5,7 @@
  */
 import { EVENTS_PATH } from '../../../shared/protocol/events.ts';
 import type { HubEvent } from '../../../shared/protocol/events.ts';
+import { apiToken } from './api-token.ts';
 
 export type StreamState = 'connecting' | 'live' | 'offline';
 
@@ -47,7 +48,7 @@ export class EventStream {
     this.setState('connecting');
     const url = new URL(EVENTS_PATH, window.location.href);
     url.protocol = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const token = new URLSearchParams(window.location.search).get('token');
+    const token = apiToken();
     if (token) url.searchParams.set('token', token);
     const socket = new WebSocket(url);
     this.socket = socket;

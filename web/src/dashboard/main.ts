@@ -7,6 +7,7 @@ import type { StatusReport } from '../../../shared/protocol/status.ts';
 import { byId, el, fill } from '../common/dom.ts';
 import { EventStream } from '../common/events-client.ts';
 import { showLiveBadge } from '../common/live-badge.ts';
+import { carryApiToken } from '../common/api-token.ts';
 import { showModelBanner } from '../common/model-banner.ts';
 import { logExecutorEvent } from './activity-log.ts';
 import { TrafficCharts } from './charts.ts';
@@ -77,5 +78,6 @@ for (const button of document.querySelectorAll<HTMLButtonElement>('[data-range]'
   });
 }
 
+carryApiToken();
 const stream = new EventStream().onEvent(onEvent).start();
 showLiveBadge(stream);
