@@ -158,7 +158,7 @@ export function flagValue(args: readonly string[], flag: string): string | undef
   return value;
 }
 
-function intRange(min: number, max: number) {
+export function intRange(min: number, max: number) {
   return (text: string): number => {
     const value = Number(text);
     if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
@@ -175,7 +175,7 @@ function intList(min: number, max: number) {
   };
 }
 
-function positive(max: number) {
+export function positive(max: number) {
   return (text: string): number => {
     const value = Number(text);
     if (!(value > 0 && value <= max)) throw new InvalidArgumentError(`expected a number above 0, at most ${max}`);
@@ -183,7 +183,7 @@ function positive(max: number) {
   };
 }
 
-function nonNegative(max: number) {
+export function nonNegative(max: number) {
   return (text: string): number => {
     const value = Number(text);
     if (!(value >= 0 && value <= max)) throw new InvalidArgumentError(`expected a number from 0 to ${max}`);

@@ -31,6 +31,8 @@ export interface SpawnOptions {
   /** Flags after the ones that pin it to loopback and free ports (later flags win). */
   args: readonly string[];
   timeoutMs: number;
+  /** Every JSON log line the hub prints, for as long as it runs (the soak counts its warnings). */
+  onLog?: (entry: Record<string, unknown>) => void;
 }
 
 const STDERR_KEEP = 8000;
@@ -60,6 +62,7 @@ export async function spawnHub(options: SpawnOptions): Promise<SpawnedHub> {
       } catch {
         return;
       }
+      options.onLog?.(entry);
       if (entry.msg === 'ready') resolve(entry);
     });
   });

@@ -15,10 +15,11 @@ export interface Progress {
 
 const TICK_MS = 500;
 
-export function createProgress(totalSteps: number): Progress {
+/** `label` starts the line (`bench`, `soak`). */
+export function createProgress(totalSteps: number, label = 'bench'): Progress {
   const bar = new cliProgress.SingleBar(
     {
-      format: 'bench [{bar}] {value}/{total} steps | {phase} | {seconds}s',
+      format: `${label} [{bar}] {value}/{total} steps | {phase} | {seconds}s`,
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: true,

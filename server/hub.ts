@@ -125,13 +125,7 @@ export class Hub extends EventEmitter<HubEvents> {
     const id = `r${++nextRequestNumber}`;
     const deadlineMs = request.deadlineMs ?? this.limits.defaultDeadlineMs;
     const deadlineAt = deadlineMs === undefined ? undefined : receivedAt + deadlineMs;
-    this.preprocessing++;
-    let image;
-    try {
-      image = await this.preprocess.preprocess(request.image);
-    } finally {
-      this.preprocessing--;
-    }
+    const image = await this.preprocessCounted(request.image);
     if (deadlineAt !== undefined && performance.now() >= deadlineAt) {
       return this.refuse(new ServiceError('timeout', 'the request passed its deadline before it was queued'), { id, requestId: request.requestId });
     }
@@ -159,6 +153,16 @@ export class Hub extends EventEmitter<HubEvents> {
     this.emit('replied', reply, { id, requestId: request.requestId });
     this.log.debug({ id, request_id: request.requestId, executor: outcome.executor.id, total_ms: reply.timing.total_ms }, 'classified');
     return reply;
+  }
+
+  /** Decodes the image, counted as waiting meanwhile (admission control sees it). */
+  private async preprocessCounted(bytes: AdmittedRequest['image']): ReturnType<PreprocessPool['preprocess']> {
+    this.preprocessing++;
+    try {
+      return await this.preprocess.preprocess(bytes);
+    } finally {
+      this.preprocessing--;
+    }
   }
 
   private count(outcome: Outcome): void {

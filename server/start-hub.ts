@@ -128,6 +128,7 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       // Past the grace period, whatever is left is answered now rather than never.
       scheduler.close(new ServiceError('shutting_down', 'the server stopped before this request finished'));
       await hub.drain(1000);
+      await zmqFront.settleIncoming();
       await zmqFront.flush();
       // Volunteers' sockets count as the HTTP server's connections: close them before it.
       await volunteers.close();

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { connect } from 'node:net';
 import WebSocket from 'ws';
 import * as zmq from 'zeromq';
 import { percentile } from '../shared/stats.ts';
@@ -217,6 +218,56 @@ test('--api-token guards the HTTP API, /metrics and /ws/events; probes and the w
     } finally {
       await browser.close();
     }
+    expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('chelsea')))).reply);
+  } finally {
+    assert.equal(await hub.stop(), 0);
+  }
+});
+
+test('drain edge cases: a burst sent just before SIGTERM is answered with its ids; a connection that never sent a request does not hold the exit', { timeout: 90_000 }, async () => {
+  const hub = await startHub({ args: ['--engine', 'onnx', '--workers', '1'] });
+  const idle = connect(Number(new URL(hub.http).port), '127.0.0.1'); // as browsers pre-open them
+  await new Promise((resolve) => idle.once('connect', resolve));
+  const sockets = Array.from({ length: 8 }, () => {
+    const socket = new zmq.Dealer({ receiveTimeout: 15_000, linger: 0 });
+    socket.connect(hub.zmq);
+    return socket;
+  });
+  try {
+    await Promise.all(sockets.map((socket, i) => socket.send(payloadOf(photo('coffee'), { request_id: `burst-${i}` }))));
+    hub.child.kill('SIGTERM');
+    const replies = await Promise.all(sockets.map(async (socket) => JSON.parse((await socket.receive())[0].toString())));
+    assert.deepEqual(replies.map((r) => r.request_id), sockets.map((_, i) => `burst-${i}`), 'every reply names its request');
+    for (const reply of replies) assert.ok(reply.preds || reply.error?.code === 'shutting_down', JSON.stringify(reply.error));
+    const started = performance.now();
+    assert.equal(await hub.exited, 0);
+    assert.ok(performance.now() - started < 5000, 'the idle connection did not hold the exit');
+  } finally {
+    for (const socket of sockets) socket.close();
+    idle.destroy();
+    await hub.stop();
+  }
+});
+
+test('a body over --max-image-bytes still arriving gets its 413, not a broken pipe', { timeout: 90_000 }, async () => {
+  const limit = 1024 * 1024;
+  const hub = await startHub({ args: ['--engine', 'onnx', '--workers', '1', '--max-image-bytes', String(limit)] });
+  try {
+    const body = new Uint8Array(3 * limit).fill(0xff);
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${hub.http}/api/classify?request_id=big-${i}`, { method: 'POST', body, headers: { 'Content-Type': 'image/jpeg' } });
+      assert.equal(response.status, 413);
+      const reply = (await response.json()) as { error: { code: string }; request_id?: string };
+      assert.equal(reply.error.code, 'payload_too_large');
+      assert.equal(reply.request_id, `big-${i}`);
+    }
+    // Far too large: refused and closed without reading it all (the client may see either).
+    const huge = new Uint8Array(8 * limit);
+    const outcome = await fetch(`${hub.http}/api/classify`, { method: 'POST', body: huge, headers: { 'Content-Type': 'image/jpeg' } }).then(
+      (response) => response.status,
+      () => 'connection closed',
+    );
+    assert.ok(outcome === 413 || outcome === 'connection closed', String(outcome));
     expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('chelsea')))).reply);
   } finally {
     assert.equal(await hub.stop(), 0);

@@ -66,3 +66,28 @@ export function readMultipartFile(request: IncomingMessage, limit: number): Prom
     request.pipe(parser);
   });
 }
+
+/**
+ * Reads and drops what is left of a refused request's body, up to `maxBytes`; true when the
+ * body ended within that. A client still uploading when the server answers and closes gets a
+ * broken pipe instead of the answer, so a body that is merely too large is read to its end
+ * first; one far too large is not worth reading, and its connection is closed instead.
+ */
+export function discardBody(request: IncomingMessage, maxBytes: number): Promise<boolean> {
+  if (request.complete) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let dropped = 0;
+    request.removeAllListeners('data');
+    request.on('data', (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > maxBytes) {
+        request.removeAllListeners('data');
+        resolve(false);
+      }
+    });
+    request.once('end', () => resolve(true));
+    request.once('error', () => resolve(false));
+    request.once('close', () => resolve(request.complete));
+    request.resume();
+  });
+}

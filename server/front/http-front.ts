@@ -14,7 +14,7 @@ import type { Hub } from '../hub.ts';
 import type { Logger } from '../log.ts';
 import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits, AdmittedRequest } from './admission.ts';
-import { readBody, readMultipartFile } from './http-body.ts';
+import { discardBody, readBody, readMultipartFile } from './http-body.ts';
 import { presentsToken, tokenDigest } from './upgrade-guard.ts';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -43,6 +43,9 @@ export interface HttpFrontOptions {
   /** When set, /api/* and /metrics need `Authorization: Bearer <token>` (or `?token=`, for pages). */
   apiToken?: string;
 }
+
+/** How much of a too-large body is read (and dropped) so that its client gets the 413, in units of the image limit. */
+const DISCARD_LIMIT_FACTOR = 4;
 
 /** Paths the API token guards; probes, the web app's files and the model files stay open. */
 const GUARDED_PREFIXES = ['/api/', '/metrics'];
@@ -103,9 +106,15 @@ export class HttpFront {
     return (this.server.address() as AddressInfo).port;
   }
 
+  /** Called once every accepted request is answered: what is still open is idle or has sent nothing yet. */
   async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Browsers open connections ahead of need; one that has not sent a request is neither idle
+    // nor busy to Node, and would hold the server open for good. Replies in flight get a moment.
+    const stragglers = setTimeout(() => this.server.closeAllConnections(), 500);
+    await closed;
+    clearTimeout(stragglers);
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -147,8 +156,11 @@ export class HttpFront {
       reply = this.hub.refuse(error, { requestId: context.requestId });
     }
     const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
-    // A body refused half-way is still arriving; closing is cheaper than reading it all.
-    if (status === 413) response.setHeader('Connection', 'close');
+    // A refused body may still be arriving: read it to its end so the client sees the answer,
+    // unless it is absurdly large, in which case closing is cheaper than reading it.
+    if (status === 413 && !(await discardBody(request, DISCARD_LIMIT_FACTOR * this.options.limits.maxImageBytes))) {
+      response.setHeader('Connection', 'close');
+    }
     sendJson(response, status, reply);
   }
 

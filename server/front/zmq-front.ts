@@ -36,6 +36,7 @@ export class ZmqFront {
   private serving: Promise<void> | undefined;
   private readonly replying = new Set<Promise<void>>();
   private receiving = true;
+  private lastReceivedAt = 0;
   private readonly authenticator: ZapAuthenticator | undefined;
   /** The hub's CURVE public key (Z85), what clients set as their server key; undefined without CURVE. */
   readonly curvePublicKey: string | undefined;
@@ -123,11 +124,27 @@ export class ZmqFront {
     this.receiving = false;
   }
 
+  /**
+   * Waits until no message has come in for `quietMs` (at most `maxMs`): messages that were
+   * already on their way when the hub began to stop are read and answered `shutting_down`
+   * rather than dropped with the socket.
+   */
+  async settleIncoming(quietMs = 150, maxMs = 2000): Promise<void> {
+    const giveUpAt = performance.now() + maxMs;
+    for (;;) {
+      const quietFor = performance.now() - this.lastReceivedAt;
+      if (quietFor >= quietMs || performance.now() >= giveUpAt) return;
+      await new Promise((resolve) => setTimeout(resolve, quietMs - quietFor));
+    }
+  }
+
   private async receiveLoop(): Promise<void> {
     try {
       for await (const frames of this.router) {
+        this.lastReceivedAt = performance.now();
         if (!this.receiving) {
-          this.send(splitEnvelope(frames).route, this.hub.refuse(new ServiceError('shutting_down', 'the server is shutting down')));
+          const { route, body } = splitEnvelope(frames);
+          this.send(route, this.hub.refuse(new ServiceError('shutting_down', 'the server is shutting down'), { requestId: requestIdOf(body) }));
           continue;
         }
         const receivedAt = performance.now();
@@ -167,5 +184,15 @@ export class ZmqFront {
     this.router.send([...route, JSON.stringify(reply)]).catch((error: unknown) => {
       this.log.warn({ err: error }, 'could not send a reply');
     });
+  }
+}
+
+/** The request id of a message the hub will not run, so that even its refusal names it. */
+function requestIdOf(body: Buffer | undefined): string | undefined {
+  if (!body) return undefined;
+  try {
+    return salvageRequestId(JSON.parse(body.toString('utf8')));
+  } catch {
+    return undefined;
   }
 }
