@@ -217,6 +217,9 @@ test('the dashboard lists the local workers and counts a new classification', as
 test('keyboard: the picker opens from the keyboard, and "Lend this GPU" explains what is shared before opening the volunteer tab', async () => {
   const tab = await openClassifyPage();
   const { page } = tab;
+  // Listening from the start: Playwright intercepts file choosers only once a listener is set,
+  // and setting it up is asynchronous; a listener added together with the key press can miss it.
+  const choosers = page.waitForEvent('filechooser', { timeout: TIMEOUT_MS });
   // Tab through the page from the top until the picker button has focus.
   let focused = '';
   for (let i = 0; i < 12 && focused !== 'pick'; i++) {
@@ -224,7 +227,7 @@ test('keyboard: the picker opens from the keyboard, and "Lend this GPU" explains
     focused = await page.evaluate(() => document.activeElement?.id ?? '');
   }
   assert.equal(focused, 'pick', 'the "Choose images" button is reachable with Tab');
-  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+  const [chooser] = await Promise.all([choosers, page.keyboard.press('Enter')]);
   assert.ok(chooser.isMultiple(), 'the picker takes several files');
 
   await page.focus('#lend');

@@ -87,27 +87,8 @@ export function parseSoakOptions(argv: readonly string[]): SoakOptions {
     .showHelpAfterError('(add --help for usage)');
   command.parse(argv as string[]);
 
-  const opts = command.opts<{
-    minutes: number;
-    modelDir: string;
-    engine: EngineChoice;
-    workers: number;
-    clients: number;
-    httpClients: number;
-    badShare: number;
-    replyTimeoutS: number;
-    warmupS: number;
-    sampleS: number;
-    volunteers: boolean;
-    volunteerEveryS: number;
-    maxTabs: number;
-    midJobShare: number;
-    joinTimeoutS: number;
-    startupTimeoutS: number;
-    seed: number;
-    exclude: string[];
-    outDir: string;
-  }>();
+  // What commander parses; the rest is derived below.
+  const opts = command.opts<Omit<SoakOptions, 'hubArgs' | 'maxImageBytes' | 'apiToken' | 'volunteerToken'>>();
   const passthrough = command.args;
   const separator = argv.indexOf('--');
   if (passthrough.length > 0 && (separator < 0 || argv.length - separator - 1 < passthrough.length)) {
