@@ -122,6 +122,9 @@ export class ZmqFront {
   /** Stops taking new messages but keeps the socket open for the replies still to come. */
   stopReceiving(): void {
     this.receiving = false;
+    // The quiet period of settleIncoming counts from here: messages sent just before the
+    // signal may not have arrived yet.
+    this.lastReceivedAt = performance.now();
   }
 
   /**
