@@ -48,6 +48,18 @@ export function mean(values: readonly number[]): number {
   return values.length === 0 ? Number.NaN : values.reduce((sum, v) => sum + v, 0) / values.length;
 }
 
+/** Mean and (population) standard deviation in one pass; for weight and logit statistics. */
+export function meanAndStd(values: ArrayLike<number>): { mean: number; std: number } {
+  let sum = 0;
+  let sumSq = 0;
+  for (let i = 0; i < values.length; i++) {
+    sum += values[i];
+    sumSq += values[i] * values[i];
+  }
+  const average = sum / values.length;
+  return { mean: average, std: Math.sqrt(sumSq / values.length - average ** 2) };
+}
+
 /** Rounds for reports; NaN and ±Infinity become null, which JSON can carry and readers can test. */
 export function round(value: number, digits = 1): number | null {
   if (!Number.isFinite(value)) return null;

@@ -31,6 +31,7 @@ import {
   type ModelManifest,
 } from '../models/tools/store.ts';
 import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+import { meanAndStd } from '../shared/stats.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 
@@ -169,14 +170,8 @@ describe('deterministic generator pieces', () => {
     assert.equal(createHash('sha256').update(a).digest('hex'), '7c7d6134d7a8a6daabdb1bde360db992e6c0b9dad9aa4edd8b78e55bf12b852e');
 
     // He-normal-like: mean 0, std √(2/fan_in).
-    let sum = 0;
-    let sumSq = 0;
-    for (const v of a) {
-      sum += v;
-      sumSq += v * v;
-    }
-    const std = Math.sqrt(sumSq / a.length - (sum / a.length) ** 2);
-    assert.ok(Math.abs(sum / a.length) < 0.001);
+    const { mean, std } = meanAndStd(a);
+    assert.ok(Math.abs(mean) < 0.001);
     assert.ok(Math.abs(std / Math.sqrt(2 / (3 * 3 * 256)) - 1) < 0.01, `std ${std}`);
 
     const [gamma] = initialLayerWeights(DEFAULT_SEED, 'conv2_block1_3_bn', 'BatchNormalization', [[256], [256], [256], [256]]);

@@ -28,6 +28,7 @@ import { Prng } from '../models/tools/prng.ts';
 import { ModelStoreError, writeModelStore, type ManifestInput } from '../models/tools/store.ts';
 import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
 import { toCaffeInput } from '../shared/caffe.ts';
+import { meanAndStd } from '../shared/stats.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type SymbolicTensor = tfjs.SymbolicTensor;
@@ -165,13 +166,7 @@ function calibrateClassifier(model: tfjs.LayersModel, input: Float32Array, shape
     const [kernel, bias] = dense.getWeights();
     return (features.predict(tf.tensor4d(input, shape)) as tfjs.Tensor).matMul(kernel).add(bias).dataSync();
   });
-  let sum = 0;
-  let sumSq = 0;
-  for (const v of logits) {
-    sum += v;
-    sumSq += v * v;
-  }
-  const std = Math.sqrt(sumSq / logits.length - (sum / logits.length) ** 2);
+  const { std } = meanAndStd(logits);
   const [kernel, bias] = dense.getWeights();
   const scaled = [tf.mul(kernel, 2 / std), tf.mul(bias, 2 / std)];
   dense.setWeights(scaled);

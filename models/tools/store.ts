@@ -16,6 +16,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { LayersModel, io } from '@tensorflow/tfjs';
 import { swapFolderIntoPlace } from '../../server/fs/swap-folder.ts';
+import { weightDataBytes } from '../../shared/model/weight-specs.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 
@@ -181,7 +182,7 @@ async function writeStoreFiles(
 ): Promise<ModelManifest> {
   const weightSpecs = artifacts.weightSpecs ?? [];
   const data = concatWeightData(artifacts.weightData ?? []);
-  const expected = weightSpecs.reduce((n, spec) => n + specBytes(spec), 0);
+  const expected = weightDataBytes(weightSpecs);
   if (data.byteLength !== expected) {
     throw new Error(`weight data is ${data.byteLength} bytes but the specs describe ${expected}`);
   }
@@ -226,16 +227,6 @@ function assertFinite(shard: Uint8Array, index: number): void {
   }
 }
 
-const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
-
-function specBytes(spec: io.WeightsManifestEntry): number {
-  const count = spec.shape.reduce((a, b) => a * b, 1);
-  const dtype = spec.quantization?.dtype ?? spec.dtype;
-  const size = DTYPE_BYTES[dtype];
-  if (size === undefined) throw new Error(`unsupported weight dtype ${dtype} for ${spec.name}`);
-  return count * size;
-}
-
 export interface LoadOptions {
   /** Check the weights against the manifest's SHA-256 (≈0.3 s for ResNet50). Default true. */
   verify?: boolean;
@@ -271,7 +262,7 @@ export async function loadLayersModelFromStore(tf: Tf, dir: string, options: Loa
     }
   }
   const data = concatBytes(chunks); // a fresh buffer: exactly the weights, offset 0
-  const expected = weightSpecs.reduce((n, spec) => n + specBytes(spec), 0);
+  const expected = weightDataBytes(weightSpecs);
   if (data.byteLength !== expected) {
     throw new ModelStoreError(dir, `weight shards hold ${data.byteLength} bytes, model.json expects ${expected} (truncated store?)`);
   }

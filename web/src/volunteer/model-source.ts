@@ -8,10 +8,10 @@
  * the model is used only when it matches.
  */
 import type * as tfjs from '@tensorflow/tfjs';
+import { weightDataBytes } from '../../../shared/model/weight-specs.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 type ModelArtifacts = tfjs.io.ModelArtifacts;
-type WeightsManifestEntry = tfjs.io.WeightsManifestEntry;
 
 /** IndexedDB keys are `indexeddb://resnet-hub-<sha256>`: one cached model per weights hash. */
 export const CACHE_PREFIX = 'indexeddb://resnet-hub-';
@@ -92,16 +92,6 @@ export async function saveToCache(tf: Tf, sha256: string, artifacts: ModelArtifa
   }
 }
 
-const DTYPE_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
-
-function specBytes(spec: WeightsManifestEntry): number {
-  const count = spec.shape.reduce((a, b) => a * b, 1);
-  const dtype = spec.quantization?.dtype ?? spec.dtype;
-  const size = DTYPE_BYTES[dtype];
-  if (size === undefined) throw new Error(`unsupported weight dtype ${dtype} for ${spec.name}`);
-  return count * size;
-}
-
 export interface DownloadProgress {
   (loaded: number, total: number): void;
 }
@@ -119,7 +109,7 @@ export async function download(modelUrl: string, sha256: string, onProgress: Dow
   }
 
   const weightSpecs = json.weightsManifest.flatMap((group) => group.weights);
-  const total = weightSpecs.reduce((n, spec) => n + specBytes(spec), 0);
+  const total = weightDataBytes(weightSpecs);
   const data = new Uint8Array(total);
   let loaded = 0;
   onProgress(0, total);
