@@ -15,12 +15,15 @@ import type { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { VolunteerHub } from '../front/volunteer-socket.ts';
 import { StatsWindow } from './stats-window.ts';
+import { observe } from './observe.ts';
+import type { Logger } from '../log.ts';
 
 export interface EventFeedSources {
   hub: Hub;
   scheduler: Scheduler;
   volunteers: VolunteerHub;
   status: () => StatusReport;
+  log: Logger;
 }
 
 export interface EventFeedEvents {
@@ -112,13 +115,8 @@ export class EventFeed extends EventEmitter<EventFeedEvents> {
     this.emit('event', event);
   }
 
-  private listen<Args extends unknown[]>(
-    source: { on(name: string, listener: (...args: Args) => void): unknown; off(name: string, listener: (...args: Args) => void): unknown },
-    name: string,
-    listener: (...args: Args) => void,
-  ): void {
-    source.on(name, listener);
-    this.detach.push(() => source.off(name, listener));
+  private listen<Args extends unknown[]>(source: Parameters<typeof observe<Args>>[0], name: string, listener: (...args: Args) => void): void {
+    this.detach.push(observe(source, name, listener, this.sources.log));
   }
 }
 

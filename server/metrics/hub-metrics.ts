@@ -14,12 +14,15 @@ import type { VolunteerHub } from '../front/volunteer-socket.ts';
 import type { Hub } from '../hub.ts';
 import type { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
+import { observe } from '../events/observe.ts';
+import type { Logger } from '../log.ts';
 
 export interface MetricsSources {
   hub: Hub;
   scheduler: Scheduler;
   volunteers: VolunteerHub;
   status: () => StatusReport;
+  log: Logger;
   /** ZeroMQ CURVE handshakes accepted and refused (by reason), when CURVE is on. */
   zmqAuth?: () => CurveCounts | undefined;
 }
@@ -84,7 +87,7 @@ export class HubMetrics {
     for (const verdict of ['agreed', 'disagreed']) this.verifications.inc({ verdict }, 0);
     for (const event of ['joined', 'left', 'quarantined']) volunteerEvents.inc({ event }, 0);
 
-    const { hub, scheduler, volunteers, status } = sources;
+    const { hub, scheduler, volunteers, status, log } = sources;
     new Gauge({
       name: 'resnet_hub_queue_depth',
       help: 'Requests accepted and waiting: being decoded or queued for an executor (what --max-queue bounds).',
@@ -142,7 +145,7 @@ export class HubMetrics {
       });
     }
 
-    hub.on('replied', (reply: Reply) => {
+    observe(hub, 'replied', (reply: Reply) => {
       if (isErrorReply(reply)) {
         requests.inc({ outcome: reply.error.code, executor_kind: 'none' });
         return;
@@ -153,13 +156,13 @@ export class HubMetrics {
       queueTime.observe({ executor_kind: kind }, reply.timing.queue_ms / 1000);
       preprocessTime.observe(reply.timing.preprocess_ms / 1000);
       inferenceTime.observe({ executor_kind: kind }, reply.timing.inference_ms / 1000);
-    });
-    scheduler.on('started', (jobs: Job[], executor: Executor) => batchSize.observe({ executor_kind: executor.kind }, jobs.length));
-    scheduler.on('batchFailed', (_jobs: Job[], executor: Executor) => batchFailures.inc({ executor_kind: executor.kind }));
-    scheduler.on('hedged', () => hedges.inc());
-    volunteers.on('joined', () => volunteerEvents.inc({ event: 'joined' }));
-    volunteers.on('left', () => volunteerEvents.inc({ event: 'left' }));
-    volunteers.on('quarantined', () => volunteerEvents.inc({ event: 'quarantined' }));
+    }, log);
+    observe(scheduler, 'started', (jobs: Job[], executor: Executor) => batchSize.observe({ executor_kind: executor.kind }, jobs.length), log);
+    observe(scheduler, 'batchFailed', (_jobs: Job[], executor: Executor) => batchFailures.inc({ executor_kind: executor.kind }), log);
+    observe(scheduler, 'hedged', () => hedges.inc(), log);
+    observe(volunteers, 'joined', () => volunteerEvents.inc({ event: 'joined' }), log);
+    observe(volunteers, 'left', () => volunteerEvents.inc({ event: 'left' }), log);
+    observe(volunteers, 'quarantined', () => volunteerEvents.inc({ event: 'quarantined' }), log);
   }
 
   recordVerification(agreed: boolean): void {
