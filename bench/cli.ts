@@ -12,6 +12,7 @@ import { ENGINE_NAMES } from '../server/engines/engine.ts';
 import type { EngineName } from '../server/engines/engine.ts';
 import { resolveParallelism } from '../server/engines/parallelism.ts';
 import { defaultModelDir, REPO_ROOT } from './model.ts';
+import { splitEndpoints } from '../client/index.ts';
 
 export interface BenchOptions {
   engine: EngineName;
@@ -32,6 +33,10 @@ export interface BenchOptions {
   ceilingS: number;
   /** Everything after the hub's fixed flags, as given to the child process. */
   hubArgs: string[];
+  /** `--endpoints`: drive these running hubs through the client library; nothing is spawned. */
+  endpoints: string[] | null;
+  /** `--compare-fleet`: one hub of two workers against two hubs of one worker through the client. */
+  compareFleet: boolean;
 }
 
 const DEFAULT_IMAGES = ['chelsea', 'coffee', 'astronaut', 'rocket'].map((name) => `test/fixtures/photos/${name}.jpg`);
@@ -63,6 +68,12 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     .option('--reply-timeout-s <s>', 'a request with no reply after this long is lost', positive(3600), 60)
     .option('--startup-timeout-s <s>', 'give up when the hub is not ready after this long', positive(3600), 180)
     .option('--hub-arg <arg>', 'one more argument for the hub (repeatable)', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--endpoints <list>', 'drive hubs already running (comma-separated ZeroMQ endpoints) through the client library; no hub is started, no ceiling measured')
+    .option(
+      '--compare-fleet',
+      'compare, in one run, one hub of two workers against two hubs of one worker each driven through the client library (threads per worker: --threads, default 1)',
+      false,
+    )
     .argument('[hub-args...]', 'after `--`: more arguments for the hub')
     .showHelpAfterError('(add --help for usage)');
   command.parse(argv as string[]);
@@ -82,7 +93,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     replyTimeoutS: number;
     startupTimeoutS: number;
     hubArg: string[];
+    endpoints?: string;
+    compareFleet: boolean;
   }>();
+  if (opts.endpoints !== undefined && opts.compareFleet) command.error('--endpoints and --compare-fleet exclude each other: the comparison starts its own hubs');
   const operands = command.args;
   const separator = argv.indexOf('--');
   if (operands.length > 0 && (separator < 0 || argv.length - separator - 1 < operands.length)) {
@@ -135,6 +149,8 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     ceilingBatchSizes: opts.ceilingBatches,
     ceilingS: opts.ceilingS,
     hubArgs,
+    endpoints: opts.endpoints === undefined ? null : splitEndpoints(opts.endpoints),
+    compareFleet: opts.compareFleet,
   };
 }
 

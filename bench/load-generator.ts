@@ -1,6 +1,7 @@
 /**
- * A closed-loop ZeroMQ load generator: C DEALER sockets, as the seed's clients are, each
- * sending one request and waiting for its reply before sending the next.
+ * A closed-loop load generator over the client library (client/): C callers, each sending one
+ * request and waiting for its result before sending the next, through one HubClient that
+ * spreads them over one hub or several, as a real program of many callers would.
  *
  * A step has a warm-up (not recorded), a measured window of fixed length, then a drain in
  * which no new request is sent and every outstanding one is waited for (up to the reply
@@ -9,13 +10,13 @@
  * reply came. Throughput is the successful replies *received* within the window divided by
  * its length, so it is the steady rate and does not depend on how long the drain took.
  */
-import * as zmq from 'zeromq';
-import type { Reply } from '../shared/protocol/classify.ts';
+import { HubClient } from '../client/index.ts';
 import { mean, summarize } from '../shared/stats.ts';
 import type { Summary } from '../shared/stats.ts';
 
 export interface StepOptions {
-  endpoint: string;
+  /** One hub's endpoint, or several (a list, or comma-separated). */
+  endpoint: string | readonly string[];
   /** Images as base64, used round-robin. */
   payloads: readonly string[];
   concurrency: number;
@@ -50,15 +51,17 @@ export interface StepResult {
   latencyMs: Summary;
   /** Means of the hub's own `timing` over the window's answered requests. */
   serverMs: { queue: number; preprocess: number; inference: number; total: number };
-  /** Replies whose request_id matched no request waited for (should be 0). */
+  /** Replies the client dropped: for requests already answered, or not its own (should be 0). */
   mismatched: number;
   drainMs: number;
+  /** Results by the hub that answered (its --hub-id); absent in results older than the client library. */
+  byHub?: Record<string, number>;
+  /** Sends beyond each request's first (another hub after a refusal, a drop or a silence). */
+  resends?: number;
 }
 
 /** Per client, so even an absurdly fast hub cannot make a step run away. */
 const MAX_REQUESTS_PER_CLIENT = 1_000_000;
-/** Stray replies one wait will skip before calling the request lost. */
-const MAX_STRAY_REPLIES = 100;
 
 interface Recorder {
   windowStart: number;
@@ -68,11 +71,10 @@ interface Recorder {
   inWindow: number;
   latencies: number[];
   server: { queue: number[]; preprocess: number[]; inference: number[]; total: number[] };
-  mismatched: number;
+  byHub: Record<string, number>;
 }
 
 export async function runStep(options: StepOptions): Promise<StepResult> {
-  const payloadPrefixes = options.payloads.map((base64) => `{"payload":${JSON.stringify(base64)},"request_id":`);
   const started = performance.now();
   const recorder: Recorder = {
     windowStart: started + options.warmupMs,
@@ -82,20 +84,23 @@ export async function runStep(options: StepOptions): Promise<StepResult> {
     inWindow: 0,
     latencies: [],
     server: { queue: [], preprocess: [], inference: [], total: [] },
-    mismatched: 0,
+    byHub: {},
   };
+  // No per-try resend: a bench measures hubs, and a slow reply must not be sent twice.
+  const client = new HubClient({ endpoints: options.endpoint, deadlineMs: options.replyTimeoutMs, perTryTimeoutMs: options.replyTimeoutMs });
+  await client.ready(options.replyTimeoutMs);
   options.onPhase?.('warm-up');
   const phaseTimers = [
     setTimeout(() => options.onPhase?.('measuring'), options.warmupMs),
     setTimeout(() => options.onPhase?.('draining'), options.warmupMs + options.durationMs),
   ];
   try {
-    await Promise.all(
-      Array.from({ length: options.concurrency }, (_, client) => runClient(client, options, payloadPrefixes, recorder)),
-    );
+    await Promise.all(Array.from({ length: options.concurrency }, (_, lane) => runLane(lane, client, options, recorder)));
   } finally {
     for (const timer of phaseTimers) clearTimeout(timer);
   }
+  const stats = client.stats();
+  await client.close();
   const { measured, warmup, server } = recorder;
   return {
     concurrency: options.concurrency,
@@ -105,87 +110,44 @@ export async function runStep(options: StepOptions): Promise<StepResult> {
     throughput: recorder.inWindow / (options.durationMs / 1000),
     latencyMs: summarize(recorder.latencies),
     serverMs: { queue: mean(server.queue), preprocess: mean(server.preprocess), inference: mean(server.inference), total: mean(server.total) },
-    mismatched: recorder.mismatched,
+    mismatched: stats.hubs.reduce((sum, hub) => sum + hub.dropped, 0),
     drainMs: Math.max(0, performance.now() - recorder.windowEnd),
+    byHub: recorder.byHub,
+    resends: stats.resends,
   };
 }
 
-async function runClient(client: number, options: StepOptions, prefixes: readonly string[], recorder: Recorder): Promise<void> {
-  let socket = openSocket(options);
-  try {
-    for (let seq = 0; seq < MAX_REQUESTS_PER_CLIENT; seq++) {
-      const sentAt = performance.now();
-      if (sentAt >= recorder.windowEnd) return;
-      const outcomes = sentAt >= recorder.windowStart ? recorder.measured : recorder.warmup;
-      const requestId = `${options.tag}-${client}-${seq}`;
-      outcomes.sent++;
-      const frame = prefixes[(client + seq) % prefixes.length] + JSON.stringify(requestId) + '}';
-      const reply = await exchange(socket, frame, requestId, options.replyTimeoutMs, recorder);
-      const doneAt = performance.now();
-      if (reply === 'lost') {
+async function runLane(lane: number, client: HubClient, options: StepOptions, recorder: Recorder): Promise<void> {
+  for (let seq = 0; seq < MAX_REQUESTS_PER_CLIENT; seq++) {
+    const sentAt = performance.now();
+    if (sentAt >= recorder.windowEnd) return;
+    const outcomes = sentAt >= recorder.windowStart ? recorder.measured : recorder.warmup;
+    outcomes.sent++;
+    const payload = options.payloads[(lane + seq) % options.payloads.length];
+    const result = await client.classify(payload, { requestId: `${options.tag}-${lane}-${seq}` });
+    const doneAt = performance.now();
+    if (!result.ok) {
+      // No hub's answer by the deadline: lost. A hub's error reply: errored, by its code.
+      if (!result.reply) {
         outcomes.lost++;
-        // A late reply to the lost request must not meet the next one: start afresh.
-        socket.close();
-        socket = openSocket(options);
         continue;
       }
-      if (reply === 'unparseable' || 'error' in reply) {
-        const code = reply === 'unparseable' ? 'unparseable' : reply.error.code;
-        outcomes.errored++;
-        outcomes.errors[code] = (outcomes.errors[code] ?? 0) + 1;
-        continue;
-      }
-      outcomes.answered++;
-      if (doneAt >= recorder.windowStart && doneAt <= recorder.windowEnd) recorder.inWindow++;
-      if (outcomes === recorder.measured) {
-        recorder.latencies.push(doneAt - sentAt);
-        recorder.server.queue.push(reply.timing.queue_ms);
-        recorder.server.preprocess.push(reply.timing.preprocess_ms);
-        recorder.server.inference.push(reply.timing.inference_ms);
-        recorder.server.total.push(reply.timing.total_ms);
-      }
+      outcomes.errored++;
+      outcomes.errors[result.error.code] = (outcomes.errors[result.error.code] ?? 0) + 1;
+      continue;
     }
-  } finally {
-    socket.close();
-  }
-}
-
-function openSocket(options: StepOptions): zmq.Dealer {
-  const socket = new zmq.Dealer({ linger: 0, sendTimeout: options.replyTimeoutMs });
-  socket.connect(options.endpoint);
-  return socket;
-}
-
-/** Sends one request and waits for the reply carrying its request_id; 'lost' if none in time. */
-async function exchange(
-  socket: zmq.Dealer,
-  frame: string,
-  requestId: string,
-  timeoutMs: number,
-  recorder: Recorder,
-): Promise<Reply | 'unparseable' | 'lost'> {
-  const deadline = performance.now() + timeoutMs;
-  try {
-    await socket.send(frame);
-    for (let stray = 0; stray <= MAX_STRAY_REPLIES; stray++) {
-      const remaining = deadline - performance.now();
-      if (remaining <= 0) return 'lost';
-      socket.receiveTimeout = Math.ceil(remaining);
-      const frames = await socket.receive();
-      let reply: Reply;
-      try {
-        reply = JSON.parse(frames[frames.length - 1].toString()) as Reply;
-      } catch {
-        // Unparseable, so its request_id is unknown; as only one request is outstanding it is ours.
-        return 'unparseable';
-      }
-      if (reply.request_id === requestId) return reply;
-      recorder.mismatched++;
+    const { reply } = result;
+    outcomes.answered++;
+    if (doneAt >= recorder.windowStart && doneAt <= recorder.windowEnd) recorder.inWindow++;
+    if (outcomes === recorder.measured) {
+      recorder.latencies.push(doneAt - sentAt);
+      recorder.server.queue.push(reply.timing.queue_ms);
+      recorder.server.preprocess.push(reply.timing.preprocess_ms);
+      recorder.server.inference.push(reply.timing.inference_ms);
+      recorder.server.total.push(reply.timing.total_ms);
+      const hubId = reply.hub?.id ?? result.endpoint ?? 'unknown';
+      recorder.byHub[hubId] = (recorder.byHub[hubId] ?? 0) + 1;
     }
-    return 'lost';
-  } catch (error) {
-    if ((error as { code?: unknown } | null)?.code === 'EAGAIN') return 'lost';
-    throw error;
   }
 }
 

@@ -13,6 +13,7 @@ import { parseBenchOptions } from './cli.ts';
 import type { BenchOptions } from './cli.ts';
 import { cpuShare, cpuSnapshot } from './cpu-share.ts';
 import type { CpuShare, CpuSnapshot } from './cpu-share.ts';
+import { benchCompareFleet, benchEndpoints } from './fleet.ts';
 import { spawnHub } from './hub.ts';
 import type { HubExit, SpawnedHub } from './hub.ts';
 import { runStep } from './load-generator.ts';
@@ -33,6 +34,11 @@ const STOP_TIMEOUT_MS = 30_000;
 async function main(): Promise<number> {
   const options = parseBenchOptions(process.argv);
   const payloads = await Promise.all(options.images.map(async (file) => (await readFile(file)).toString('base64')));
+  if (options.endpoints) return benchEndpoints(options, payloads, createProgress(options.concurrency.length));
+  if (options.compareFleet) {
+    await prepareModel(options.engine, options.modelDir);
+    return benchCompareFleet(options, payloads, createProgress(2 * options.concurrency.length + 2));
+  }
   const startedAt = new Date().toISOString();
   const ceilingSteps = options.skipCeiling ? [] : options.ceilingThreads;
   const progress = createProgress(ceilingSteps.length + 1 + options.concurrency.length + 1);

@@ -8,6 +8,7 @@ import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MOD
 
 export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+export const PRECISION_CHOICES = ['fp32', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 const MiB = 1024 * 1024;
@@ -26,6 +27,8 @@ const ConfigSchema = z.object({
   threadsPerWorker: z.coerce.number().int().min(1).max(64).optional(),
   soloThreads: z.coerce.number().int().min(0).max(64).optional(),
   engine: z.enum(ENGINE_CHOICES),
+  /** int8: the onnx engine on model.int8.onnx (quantized at start when missing or stale). */
+  precision: z.enum(PRECISION_CHOICES),
   modelDir: z.string().min(1),
   /** With no model store: try to fetch the ImageNet weights before generating untrained ones. */
   modelFetch: z.boolean(),
@@ -52,6 +55,8 @@ const ConfigSchema = z.object({
   curveSecretKey: z.string().regex(/^[0-9a-zA-Z.:+=^!/*?&<>()[\]{}@%$#-]{40}$/, 'expected a Z85 CURVE key (40 characters)').optional(),
   /** Client public keys (Z85) allowed in, comma-separated, or @file with one per line. */
   curveClients: z.string().optional(),
+  /** Names this hub in replies, /api/status, the ready line and metrics; undefined: `<hostname>:<zmq port>` (see hub-id.ts). */
+  hubId: z.string().trim().min(1).max(200).optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -82,6 +87,12 @@ function buildCommand(): Command {
         .choices(ENGINE_CHOICES)
         .env('HUB_ENGINE')
         .default('auto'),
+    )
+    .addOption(
+      new Option('--precision <precision>', 'fp32, or int8 (onnx engine only: the quantized model.int8.onnx, see npm run model:quantize)')
+        .choices(PRECISION_CHOICES)
+        .env('HUB_PRECISION')
+        .default('fp32'),
     )
     .addOption(opt('--model-dir <dir>', 'model store to serve (generated when missing)', 'HUB_MODEL_DIR', 'models/resnet50'))
     .addOption(
@@ -124,7 +135,24 @@ function buildCommand(): Command {
         'HUB_CURVE_CLIENTS',
       ),
     )
+    .addOption(new Option('--hub-id <id>', 'names this hub in every reply, /api/status, the ready line and metrics (default: <hostname>:<zmq port>)').env('HUB_HUB_ID'))
     .showHelpAfterError();
+}
+
+export interface FlagSpec {
+  /** `--zmq`, `--no-model-fetch`, … */
+  flag: string;
+  env: string | undefined;
+  defaultValue: unknown;
+}
+
+/** Every hub flag with its variable and default, for what must agree with them (deployment manifests, their test). */
+export function hubFlags(): FlagSpec[] {
+  return buildCommand().options.map((option) => ({
+    flag: option.long ?? option.flags,
+    env: option.long === '--no-model-fetch' ? MODEL_FETCH_ENV : option.envVar,
+    defaultValue: option.defaultValue,
+  }));
 }
 
 /** Parses argv (as process.argv) and the environment into a validated Config; exits on bad input. */
@@ -141,6 +169,11 @@ export function parseConfig(argv: readonly string[]): Config {
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `--${kebab(String(issue.path[0]))}: ${issue.message}`);
     return command.error(`invalid options:\n  ${problems.join('\n  ')}`);
+  }
+  if (result.data.precision === 'int8' && result.data.engine !== 'auto' && result.data.engine !== 'onnx') {
+    return command.error(
+      `invalid options:\n  --precision int8 runs only on the onnx engine; --engine ${result.data.engine} computes in fp32. Use --engine onnx (or auto), or --precision fp32.`,
+    );
   }
   return result.data;
 }

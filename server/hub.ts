@@ -4,7 +4,7 @@
  * counted by outcome.
  */
 import { predsString, toPredictions } from '../shared/labels.ts';
-import type { ClassifyReply, ErrorReply, ModelInfo, Reply } from '../shared/protocol/classify.ts';
+import type { ClassifyReply, ErrorReply, HubInfo, ModelInfo, Reply } from '../shared/protocol/classify.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
 import type { ErrorCode } from '../shared/protocol/errors.ts';
 import type { AdmittedRequest } from './front/admission.ts';
@@ -38,6 +38,8 @@ let nextRequestNumber = 0;
 
 export class Hub extends EventEmitter<HubEvents> {
   readonly outcomes = new Map<Outcome, number>();
+  /** Named in every reply; replaced (not mutated) once the ZeroMQ port is known, see hub-id.ts. */
+  identity: HubInfo = { id: 'unnamed' };
   private inFlight = 0;
   /** Requests being decoded: accepted, not in the scheduler's queue yet. */
   private preprocessing = 0;
@@ -102,7 +104,7 @@ export class Hub extends EventEmitter<HubEvents> {
     if (serviceError.code === 'internal') this.log.error({ err: error, id: ids.id, request_id: requestId }, 'request failed');
     else this.log.debug({ id: ids.id, request_id: requestId, code: serviceError.code }, 'refused');
     this.count(serviceError.code);
-    const reply: ErrorReply = { error: { code: serviceError.code, message: serviceError.message } };
+    const reply: ErrorReply = { error: { code: serviceError.code, message: serviceError.message }, hub: this.identity };
     if (requestId !== undefined) reply.request_id = requestId;
     this.emit('replied', reply, ids);
     return reply;
@@ -147,6 +149,7 @@ export class Hub extends EventEmitter<HubEvents> {
         inference_ms: round2(outcome.inferenceMs),
         total_ms: round2(performance.now() - receivedAt),
       },
+      hub: this.identity,
     };
     if (request.requestId !== undefined) reply.request_id = request.requestId;
     this.count('ok');

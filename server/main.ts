@@ -6,7 +6,7 @@ import { parseConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import type { EngineName } from './engines/engine.ts';
 import { AUTO_CANDIDATES } from './executors/local-pool.ts';
-import { ensureModel, ensureOnnx } from './model-bootstrap.ts';
+import { ensureInt8, ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
 import type { RunningHub } from './start-hub.ts';
 import { ensureWebBuild } from './web-build.ts';
@@ -17,6 +17,12 @@ const log = createLogger(config.logLevel);
 /** The ONNX engine needs model.onnx made from these weights; with `auto`, a failed export just rules it out. */
 async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | undefined> {
   if ((config.engine !== 'onnx' && config.engine !== 'auto') || config.workers === 0) return undefined;
+  if (config.precision === 'int8') {
+    // Only onnx computes in int8 (config.ts refuses another explicit engine); a failure is fatal.
+    await ensureInt8(config.modelDir, log);
+    if (config.engine === 'auto') log.info({ precision: 'int8' }, '--engine auto with --precision int8: only the onnx engine runs int8, so it is the only candidate');
+    return ['onnx'];
+  }
   try {
     await ensureOnnx(config.modelDir, log);
     return undefined;

@@ -3,9 +3,12 @@
  * first tries to fetch the official ImageNet weights (a short connect timeout, so a machine
  * without network finds out in seconds), and when that fails generates the seeded untrained
  * ResNet50 (with a progress bar, saying loudly what that means and why); when the ONNX
- * export is missing or stale, exports it. An existing store is used as it is: no network.
+ * export is missing or stale, exports it; with --precision int8, the same for the int8 model.
+ * An existing store is used as it is: no network.
  */
 import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
+import { ensureInt8Model } from '../models/tools/onnx/quantize/int8-model.ts';
+import { summarizeReport } from '../models/tools/onnx/quantize/format-report.ts';
 import { readManifest } from '../models/tools/store.ts';
 import type { ModelManifest } from '../models/tools/store.ts';
 import type { ModelTask, TaskWorkerMessage } from '../models/tools/task-worker.ts';
@@ -15,7 +18,7 @@ import { createFetchProgress } from '../models/tools/fetch/fetch-progress.ts';
 import { fetchImagenetWeights, KERAS_RESNET50_URL } from '../models/tools/fetch/keras-weights.ts';
 import type { Logger } from './log.ts';
 import { UNTRAINED_WARNING } from './status.ts';
-import { spawnWorker } from './threads/spawn-worker.ts';
+import { spawnWorker } from '../lib/spawn-worker.ts';
 
 const TASK_WORKER = new URL('../models/tools/task-worker.ts', import.meta.url);
 
@@ -115,6 +118,29 @@ async function generateUntrained(modelDir: string, log: Logger): Promise<ModelMa
 export async function ensureOnnx(modelDir: string, log: Logger): Promise<void> {
   const result = await ensureOnnxModel(modelDir);
   if (result.exported) log.info({ model_dir: modelDir, ms: Math.round(result.ms) }, 'exported model.onnx');
+}
+
+/**
+ * Makes model.int8.onnx current (quantizing it in a worker thread, with a progress bar, when it
+ * is missing or was made from other weights or settings) and logs its fidelity.
+ */
+export async function ensureInt8(modelDir: string, log: Logger): Promise<void> {
+  const progress = createProgressBar('Quantizing to int8');
+  let lastStage = '';
+  try {
+    const result = await ensureInt8Model(modelDir, {
+      onProgress: (stage, done, total) => {
+        if (stage !== lastStage) log.info({ stage }, 'int8 model: quantizing');
+        lastStage = stage;
+        progress.update(stage, done, total);
+      },
+    });
+    progress.stop();
+    const fields = { model_dir: modelDir, ...(result.reason ? { reason: result.reason } : {}), ms: Math.round(result.ms) };
+    log.info(fields, `${result.quantized ? 'quantized' : 'using'} model.int8.onnx: ${summarizeReport(result.report)}`);
+  } finally {
+    progress.stop();
+  }
 }
 
 function runTask(task: ModelTask, onProgress: (message: TaskWorkerMessage) => void): Promise<TaskWorkerMessage> {

@@ -3,7 +3,7 @@
  */
 import type { ModelManifest } from '../models/tools/store.ts';
 import { MAX_TOP } from '../shared/labels.ts';
-import type { ModelInfo } from '../shared/protocol/classify.ts';
+import type { ModelInfo, Precision } from '../shared/protocol/classify.ts';
 import { availableParallelism } from 'node:os';
 import type { Config } from './config.ts';
 import type { EngineName } from './engines/engine.ts';
@@ -12,6 +12,7 @@ import { HttpFront } from './front/http-front.ts';
 import { ZmqFront } from './front/zmq-front.ts';
 import { curveSecurity } from './front/curve-auth.ts';
 import { Hub } from './hub.ts';
+import { defaultHubId } from './hub-id.ts';
 import type { Logger } from './log.ts';
 import { PreprocessPool } from './preprocess/preprocess-pool.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
@@ -20,7 +21,7 @@ import { createVerifier } from './scheduler/verifier.ts';
 import { attachVolunteerSocket } from './front/volunteer-socket.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
 import { WEB_DIST_DIR } from './web-build.ts';
-import { buildStatus, UNTRAINED_WARNING } from './status.ts';
+import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './status.ts';
 import { EventFeed } from './events/event-feed.ts';
 import { EventsSocket } from './front/events-socket.ts';
 import { HubMetrics } from './metrics/hub-metrics.ts';
@@ -32,11 +33,12 @@ export interface RunningHub {
   stop(graceMs: number): Promise<boolean>;
 }
 
-export function modelInfo(manifest: ModelManifest): ModelInfo {
+export function modelInfo(manifest: ModelManifest, precision: Precision = 'fp32'): ModelInfo {
   const { source } = manifest;
   return {
     name: manifest.name,
     weights: manifest.weights,
+    precision,
     sha256: manifest.weightsSha256,
     source: source.kind === 'generated' ? { kind: 'generated', seed: source.seed } : { kind: 'keras-h5', sha256: source.sha256, md5: source.md5, url: source.url },
   };
@@ -59,16 +61,20 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
       cores: availableParallelism(),
       modelDir: config.modelDir,
+      precision: config.precision,
       maxBatch: config.maxBatch,
       topK: MAX_TOP,
     },
     log,
   );
-  const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log, {
+  const hub = new Hub(preprocess, scheduler, modelInfo(manifest, config.precision), log, {
     maxQueue: config.maxQueue,
     defaultDeadlineMs: config.defaultDeadlineMs > 0 ? config.defaultDeadlineMs : undefined,
   });
-  const status = () => buildStatus(hub, scheduler, pool, volunteers);
+  // A wildcard port (tcp://…:*) is only known once bound; until then the id shows `*`.
+  hub.identity = { id: config.hubId ?? defaultHubId(config.zmq) };
+  const int8Fidelity = config.precision === 'int8' ? await int8FidelitySummary(config.modelDir) : undefined;
+  const status = () => withInt8Fidelity(buildStatus(hub, scheduler, pool, volunteers), int8Fidelity);
   const http = new HttpFront(hub, { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken }, log);
   const zmqFront = new ZmqFront(hub, limits, log, curveSecurity(config));
   http.addGetHandler(serveModelStore(config.modelDir));
@@ -102,9 +108,11 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   log.info({ http: `http://${config.httpHost}:${httpPort}`, workers: config.workers }, 'warming up');
   await pool.start();
   const zmqEndpoint = await zmqFront.bind(config.zmq);
+  if (config.hubId === undefined) hub.identity = { id: defaultHubId(zmqEndpoint) };
   hub.markReady();
   const untrained = manifest.weights === 'untrained';
   const ready = {
+    hub_id: hub.identity.id,
     zmq: zmqEndpoint,
     http: `http://${config.httpHost}:${httpPort}`,
     engine: pool.engine,

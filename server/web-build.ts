@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { swapFolderIntoPlace } from './fs/swap-folder.ts';
+import { swapFolderIntoPlace } from '../lib/swap-folder.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const WEB_DIR = path.join(REPO_ROOT, 'web');

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { loadEngine } from '../server/engines/create-engine.ts';
 import { ENGINE_NAMES, type EngineName } from '../server/engines/engine.ts';
-import { spawnWorker } from '../server/threads/spawn-worker.ts';
+import { spawnWorker } from '../lib/spawn-worker.ts';
 import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
 import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';

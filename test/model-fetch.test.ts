@@ -22,7 +22,7 @@ import { backoffDelay } from '../models/tools/fetch/backoff.ts';
 import { parseContentRange } from '../models/tools/fetch/content-range.ts';
 import { cacheFileFor, downloadImagenetWeights, fetchImagenetWeights, KERAS_RESNET50_URL } from '../models/tools/fetch/keras-weights.ts';
 import { loadLayersModelFromStore, MANIFEST_JSON, readManifest, type ModelManifest } from '../models/tools/store.ts';
-import { loadTfjs } from '../server/engines/tfjs-runtime.ts';
+import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { ARCHITECTURES, buildResNet } from '../shared/model/resnet50.ts';
 import { ensureModel, fetchImagenetOrExplain } from '../server/model-bootstrap.ts';
 import { parseConfig } from '../server/config.ts';

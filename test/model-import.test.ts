@@ -21,7 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type * as tfjs from '@tensorflow/tfjs';
 
-import { loadTfjs } from '../server/engines/tfjs-runtime.ts';
+import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { RESNET50, TINY_RESNET, buildResNet } from '../shared/model/resnet50.ts';
 import { importKerasWeights, importKerasWeightsInWorker, KerasImportError } from '../models/tools/keras/import-weights.ts';
 import { legacyLayerNames } from '../models/tools/keras/legacy-names.ts';

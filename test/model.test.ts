@@ -17,7 +17,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 
 import { CAFFE_MEAN_BGR, INPUT_SIZE, toCaffeInput } from '../shared/caffe.ts';
 import { buildResNet50, RESNET50_PARAM_COUNT } from '../shared/model/resnet50.ts';
-import { EngineUnavailableError, loadTfjs } from '../server/engines/tfjs-runtime.ts';
+import { EngineUnavailableError, loadTfjs } from '../lib/tfjs-runtime.ts';
 import { DEFAULT_SEED, generateUntrainedModel, initialLayerWeights, type GenerateStage } from '../models/tools/generate.ts';
 import { Prng } from '../models/tools/prng.ts';
 import {
@@ -430,7 +430,7 @@ describe('store writes are atomic', () => {
     // The child writes a store and blocks forever after its first shard; we then SIGKILL it.
     const code = `
       import { writeSync } from 'node:fs';
-      import { loadTfjs } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'server/engines/tfjs-runtime.ts')).href)};
+      import { loadTfjs } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'lib/tfjs-runtime.ts')).href)};
       import { writeModelStore } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'models/tools/store.ts')).href)};
       const tf = await loadTfjs('cpu');
       const model = tf.sequential({ layers: [tf.layers.dense({ units: 1000, inputShape: [1100], kernelInitializer: 'ones' })] });
@@ -518,7 +518,7 @@ describe('tfjs runtime', () => {
  * the repo's .ts files; `runtimeUrl` is in scope) and returns its result plus the worker's stderr.
  */
 async function runInWorker(body: string): Promise<Record<string, unknown> & { stderr: string }> {
-  const runtimeUrl = pathToFileURL(path.join(repoRoot, 'server/engines/tfjs-runtime.ts')).href;
+  const runtimeUrl = pathToFileURL(path.join(repoRoot, 'lib/tfjs-runtime.ts')).href;
   const script = `
     const { parentPort } = require('node:worker_threads');
     const runtimeUrl = ${JSON.stringify(runtimeUrl)};

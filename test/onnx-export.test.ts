@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import type * as tfjs from '@tensorflow/tfjs';
 
 import { createOnnxEngine } from '../server/engines/onnx-engine.ts';
-import { loadTfjs } from '../server/engines/tfjs-runtime.ts';
+import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import {
   ensureOnnxModel,
   exportOnnx,

@@ -15,7 +15,7 @@ import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { loadLayersModelFromStore, readManifest } from '../models/tools/store.ts';
 import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
-import { loadTfjs } from '../server/engines/tfjs-runtime.ts';
+import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { MODEL_URL_PREFIX, WEB_APP_ROUTES, serveDirectory, serveModelStore } from '../server/front/static-files.ts';
 import type { GetHandler } from '../server/front/static-files.ts';
 import { ensureWebBuild } from '../server/web-build.ts';

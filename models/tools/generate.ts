@@ -30,7 +30,7 @@
  * long-running processes may prefer to generate in a worker thread or child process).
  */
 import type * as tfjs from '@tensorflow/tfjs';
-import { loadTfjs } from '../../server/engines/tfjs-runtime.ts';
+import { loadTfjs } from '../../lib/tfjs-runtime.ts';
 import { toCaffeInput } from '../../shared/caffe.ts';
 import { ARCHITECTURES, buildResNet, RESNET50_CLASSES } from '../../shared/model/resnet50.ts';
 import type { ArchitectureName } from '../../shared/model/resnet50.ts';

@@ -15,8 +15,10 @@ import { chmod, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { LayersModel, io } from '@tensorflow/tfjs';
-import { swapFolderIntoPlace } from '../../server/fs/swap-folder.ts';
+import { swapFolderIntoPlace } from '../../lib/swap-folder.ts';
+import { writeFileAtomic } from '../../lib/write-file-atomic.ts';
 import { weightDataBytes } from '../../shared/model/weight-specs.ts';
+import { int8ManifestSchema, type Int8ManifestEntry } from './onnx/quantize/fidelity-schema.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 
@@ -50,6 +52,8 @@ const manifestSchema = z.object({
   createdAt: z.iso.datetime(),
   inputShape: z.tuple([z.literal(224), z.literal(224), z.literal(3)]),
   classes: z.literal(1000),
+  /** The int8 model derived from these weights, with its fidelity report (see onnx/quantize/). */
+  int8: int8ManifestSchema.optional(),
 });
 
 export type ModelManifest = z.infer<typeof manifestSchema>;
@@ -93,6 +97,19 @@ export async function readManifest(dir: string): Promise<ModelManifest | null> {
     throw new ModelStoreError(dir, `${MANIFEST_JSON} is invalid: ${z.prettifyError(parsed.error)}`);
   }
   return parsed.data;
+}
+
+/**
+ * Records (or, with undefined, removes) the store's int8 model in its manifest, atomically.
+ * Refused if the weights changed meanwhile: the entry describes a model made from `weightsSha256`.
+ */
+export async function recordInt8InManifest(dir: string, weightsSha256: string, entry: Int8ManifestEntry | undefined): Promise<void> {
+  const manifest = await readManifest(dir);
+  if (!manifest) throw new ModelStoreError(dir, `no ${MANIFEST_JSON}`);
+  if (manifest.weightsSha256 !== weightsSha256) throw new ModelStoreError(dir, 'the weights changed while the int8 model was made; run it again');
+  const { int8: _previous, ...rest } = manifest;
+  const next = manifestSchema.parse(entry ? { ...rest, int8: entry } : rest);
+  await writeFileAtomic(path.join(dir, MANIFEST_JSON), JSON.stringify(next, null, 2) + '\n');
 }
 
 export interface WriteOptions {

@@ -2,12 +2,16 @@
  * An engine runs the model on a batch of preprocessed images, inside one worker thread.
  * Every engine takes the same input and must give the same output.
  */
+import type { Precision } from '../../shared/protocol/classify.ts';
+
 export const ENGINE_NAMES = ['tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
 
 export interface EngineOptions {
-  /** The model store (model.json + shards, manifest.json, model.onnx). */
+  /** The model store (model.json + shards, manifest.json, model.onnx, model.int8.onnx). */
   modelDir: string;
+  /** fp32 (default), or int8 (onnx only: model.int8.onnx). */
+  precision?: Precision;
   /** Threads this engine may use for one batch (intra-op parallelism). */
   threads: number;
   /**
@@ -27,8 +31,9 @@ export interface Engine {
   /**
    * @param rgb `batch` images of 224×224×3 uint8 RGB, one after another
    * @param solo run with `soloThreads` (the other workers are idle)
+   * @param reference compute in fp32 even if the engine serves int8 (verifying a volunteer)
    * @returns softmax probabilities, `batch` × 1000
    */
-  infer(rgb: Uint8Array, batch: number, solo?: boolean): Promise<Float32Array>;
+  infer(rgb: Uint8Array, batch: number, solo?: boolean, reference?: boolean): Promise<Float32Array>;
   dispose(): void;
 }

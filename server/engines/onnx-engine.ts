@@ -4,25 +4,37 @@
  * The ONNX file is made by models/tools/onnx-export.ts; the hub runs `ensureOnnxModel` before
  * starting workers, so an engine only ever checks that the file is current and refuses if not
  * (exporting here would have every worker thread export the same 100 MB file at once).
+ * With precision int8 it serves model.int8.onnx (ensured by `ensureInt8Model`), and computes
+ * the batches that verify a volunteer on model.onnx, in a session made on first use: volunteers
+ * run fp32, so they are judged against fp32.
  */
 import * as ort from 'onnxruntime-node';
 import { ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, onnxStaleness } from '../../models/tools/onnx-export.ts';
+import { INT8_FILE, int8Staleness } from '../../models/tools/onnx/quantize/int8-model.ts';
 import { INPUT_CHANNELS, INPUT_SIZE, INPUT_VALUES_PER_IMAGE, toCaffeInput } from '../../shared/caffe.ts';
 import { NUM_CLASSES } from '../../shared/labels.ts';
 import type { Engine, EngineOptions } from './engine.ts';
 
 export async function createOnnxEngine(options: EngineOptions): Promise<Engine> {
-  const stale = await onnxStaleness(options.modelDir);
+  const int8 = options.precision === 'int8';
+  const file = int8 ? INT8_FILE : ONNX_FILE;
+  const stale = int8 ? await int8Staleness(options.modelDir) : await onnxStaleness(options.modelDir);
   if (stale !== null) {
-    throw new Error(`onnx engine: ${options.modelDir}/${ONNX_FILE} cannot be used (${stale}); run ensureOnnxModel first`);
+    throw new Error(`onnx engine: ${options.modelDir}/${file} cannot be used (${stale}); run ${int8 ? 'ensureInt8Model' : 'ensureOnnxModel'} first`);
   }
   if (!Number.isInteger(options.threads) || options.threads < 1) {
     throw new RangeError(`onnx engine: threads must be a positive integer, got ${options.threads}`);
   }
-  const session = await createSession(options.modelDir, options.threads, options.spin ?? true);
+  const session = await createSession(options.modelDir, file, options.threads, options.spin ?? true);
   // Solo runs have the cores to themselves, so their threads may spin.
   const soloSession =
-    options.soloThreads && options.soloThreads > options.threads ? await createSession(options.modelDir, options.soloThreads, true) : session;
+    options.soloThreads && options.soloThreads > options.threads ? await createSession(options.modelDir, file, options.soloThreads, true) : session;
+  let referenceSession: Promise<ort.InferenceSession> | undefined;
+  const fp32Session = (): Promise<ort.InferenceSession> => {
+    if (!int8) return Promise.resolve(session);
+    referenceSession ??= createSession(options.modelDir, ONNX_FILE, options.threads, options.spin ?? true);
+    return referenceSession;
+  };
 
   // The caffe input is 600 KB per image; keep one buffer, grown to the largest batch seen. Only
   // one run at a time can use it (onnxruntime reads it during run()), so an overlapping call
@@ -32,7 +44,7 @@ export async function createOnnxEngine(options: EngineOptions): Promise<Engine> 
 
   return {
     name: 'onnx',
-    async infer(rgb, batch, solo = false) {
+    async infer(rgb, batch, solo = false, reference = false) {
       if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
       const n = batch * INPUT_VALUES_PER_IMAGE;
       let input: Float32Array;
@@ -47,7 +59,7 @@ export async function createOnnxEngine(options: EngineOptions): Promise<Engine> 
       try {
         toCaffeInput(rgb, batch, input);
         const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', input, [batch, INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS]) };
-        const results = await (solo ? soloSession : session).run(feeds);
+        const results = await (reference ? await fp32Session() : solo ? soloSession : session).run(feeds);
         const output = results[ONNX_OUTPUT];
         if (!output || output.type !== 'float32' || output.data.length !== batch * NUM_CLASSES) {
           throw new Error(`onnx engine: unexpected output ${output ? `${output.type} [${output.dims.join(',')}]` : 'missing'}`);
@@ -61,12 +73,13 @@ export async function createOnnxEngine(options: EngineOptions): Promise<Engine> 
     dispose() {
       void session.release().catch(() => {});
       if (soloSession !== session) void soloSession.release().catch(() => {});
+      void referenceSession?.then((s) => s.release()).catch(() => {});
     },
   };
 }
 
-function createSession(modelDir: string, threads: number, spin: boolean): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(`${modelDir}/${ONNX_FILE}`, {
+function createSession(modelDir: string, file: string, threads: number, spin: boolean): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(`${modelDir}/${file}`, {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     // One graph, run op after op: there is no branch-level parallelism worth a second pool.

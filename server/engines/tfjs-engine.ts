@@ -5,7 +5,7 @@ import type { Tensor } from '@tensorflow/tfjs';
 import { loadLayersModelFromStore } from '../../models/tools/store.ts';
 import { INPUT_SIZE, toCaffeInput } from '../../shared/caffe.ts';
 import type { Engine, EngineOptions } from './engine.ts';
-import { loadTfjs } from './tfjs-runtime.ts';
+import { loadTfjs } from '../../lib/tfjs-runtime.ts';
 
 /** `options.threads` is not used: tfjs' wasm backend runs single-threaded under Node. */
 export async function createTfjsEngine(name: 'tfjs-node' | 'wasm', options: EngineOptions): Promise<Engine> {

@@ -25,8 +25,12 @@ export interface Executor {
   readonly available: boolean;
   /** Expected time from handing over a batch of this size to its result. */
   expectedServiceMs(batchSize: number): number;
-  /** Runs one batch of preprocessed 224×224×3 RGB images. Rejects when the batch failed. */
-  run(images: readonly Uint8Array[]): Promise<BatchResult>;
+  /**
+   * Runs one batch of preprocessed 224×224×3 RGB images. Rejects when the batch failed.
+   * `reference[i]`: image i checks another executor's answer, so it must be computed at the
+   * reference precision (fp32) even where this executor serves int8.
+   */
+  run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult>;
   /** Called whenever `available` may have changed, so the scheduler can look again. */
   onAvailabilityChange(listener: () => void): void;
 }

@@ -5,10 +5,11 @@ import type { Worker } from 'node:worker_threads';
 import { INPUT_SIZE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
 import type { EngineName } from '../engines/engine.ts';
+import type { Precision } from '../../shared/protocol/classify.ts';
 import type { BatchResult, Executor } from './executor.ts';
 import { ServiceTimeEstimate } from './service-time.ts';
 import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
-import { spawnWorker } from '../threads/spawn-worker.ts';
+import { spawnWorker } from '../../lib/spawn-worker.ts';
 
 const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
 const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
@@ -23,6 +24,8 @@ export interface LocalExecutorOptions {
   /** Whether every other worker is idle now, so a batch may run solo. */
   isAlone?: () => boolean;
   modelDir: string;
+  /** Weights the engine serves (onnx only has int8). */
+  precision?: Precision;
   maxBatch: number;
   topK: number;
 }
@@ -76,6 +79,7 @@ export class LocalExecutor implements Executor {
       spin: options.spin,
       soloThreads: options.soloThreads,
       modelDir: options.modelDir,
+      precision: options.precision ?? 'fp32',
       topK: options.topK,
     };
     this.worker = spawnWorker(WORKER_URL, { workerData, name: options.id });
@@ -143,13 +147,13 @@ export class LocalExecutor implements Executor {
     this.exitListeners.push(listener);
   }
 
-  run(images: readonly Uint8Array[]): Promise<BatchResult> {
+  run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult> {
     if (this.state !== 'ready') return Promise.reject(new Error(`worker ${this.id} is ${this.state}`));
     const rgb = new Uint8Array(images.length * IMAGE_BYTES);
     images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
     const batchId = this.nextBatchId++;
     const solo = this.runsSoloNow();
-    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length, solo };
+    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length, solo, ...(reference?.some(Boolean) ? { reference: [...reference] } : {}) };
     return new Promise((resolve, reject) => {
       this.pending.set(batchId, { batch: images.length, solo, resolve, reject });
       this.worker.postMessage(request, [rgb.buffer]);

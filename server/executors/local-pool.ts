@@ -9,6 +9,7 @@ import type { Parallelism, RequestedParallelism } from '../engines/parallelism.t
 import type { Logger } from '../log.ts';
 import type { EngineTrial, LocalWorkerStatus } from '../../shared/protocol/status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { Precision } from '../../shared/protocol/classify.ts';
 import { LocalExecutor } from './local-executor.ts';
 
 /** Engines `auto` tries, each timed on its warm-up; the fastest serves. */
@@ -21,6 +22,7 @@ export interface LocalPoolOptions {
   requested: RequestedParallelism;
   cores: number;
   modelDir: string;
+  precision?: Precision;
   maxBatch: number;
   topK: number;
 }
@@ -137,6 +139,7 @@ export class LocalPool {
       soloThreads: parallelism.soloThreads,
       isAlone: () => this.slots.every((other, i) => i === slot || !other.busy),
       modelDir: this.options.modelDir,
+      precision: this.options.precision,
       maxBatch: this.options.maxBatch,
       topK: this.options.topK,
     });

@@ -3,11 +3,13 @@
  * travel as transferred buffers, so nothing is copied between threads.
  */
 import type { EngineName } from '../engines/engine.ts';
+import type { Precision } from '../../shared/protocol/classify.ts';
 
 export interface InferenceWorkerData {
   workerId: string;
   engine: EngineName;
   modelDir: string;
+  precision: Precision;
   threads: number;
   spin: boolean;
   soloThreads?: number;
@@ -23,6 +25,8 @@ export interface InferRequest {
   batch: number;
   /** Every other worker is idle: use the engine's solo threads. */
   solo: boolean;
+  /** Per image: compute at the reference precision (fp32), to verify a volunteer. */
+  reference?: boolean[];
 }
 
 export type WorkerToMain =

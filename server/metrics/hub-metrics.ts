@@ -88,6 +88,18 @@ export class HubMetrics {
     for (const event of ['joined', 'left', 'quarantined']) volunteerEvents.inc({ event }, 0);
 
     const { hub, scheduler, volunteers, status, log } = sources;
+    // The usual "info" pattern: join on it (`* on(instance) group_left(hub_id)`) rather than
+    // label every series, so a hub's id can change at bind time without orphaning series.
+    new Gauge({
+      name: 'resnet_hub_info',
+      help: 'Always 1; its hub_id label names this hub (--hub-id), as replies and /api/status do.',
+      labelNames: ['hub_id'] as const,
+      registers,
+      collect() {
+        this.reset();
+        this.set({ hub_id: hub.identity.id }, 1);
+      },
+    });
     new Gauge({
       name: 'resnet_hub_queue_depth',
       help: 'Requests accepted and waiting: being decoded or queued for an executor (what --max-queue bounds).',

@@ -8,7 +8,7 @@ import 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { Logger } from '../log.ts';
 import type { PreprocessRequest, PreprocessResponse } from './preprocess-protocol.ts';
-import { spawnWorker } from '../threads/spawn-worker.ts';
+import { spawnWorker } from '../../lib/spawn-worker.ts';
 
 const WORKER_URL = new URL('./preprocess-worker.ts', import.meta.url);
 

@@ -260,7 +260,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const images = jobs.map((job) => job.image);
     // Through a promise, so that an executor that throws instead of rejecting fails the same way.
     Promise.resolve()
-      .then(() => executor.run(images))
+      .then(() => executor.run(images, jobs.map((job) => job.purpose === 'verification')))
       .then((batch) => {
         if (batch.results.length !== jobs.length) {
           throw new Error(`executor ${executor.id} returned ${batch.results.length} results for ${jobs.length} images`);

@@ -3,6 +3,12 @@
  * worker and compared. A volunteer that disagrees is reported (the hub quarantines it). With
  * a fraction of 1 every answer is checked before its reply goes out, and a wrong one is
  * replaced by the local answer; below 1 the reply goes out at once and the check follows.
+ *
+ * Volunteers compute in fp32. When the hub's workers serve int8 (--precision int8), the check
+ * is still made against fp32: a verification job is marked as such (Job.purpose) and the
+ * worker computes it on model.onnx, not model.int8.onnx (see onnx-engine.ts). So the same
+ * tolerance holds, and an honest volunteer is never blamed for int8's error (int8's top-1
+ * differs from fp32's on some images, which no probability tolerance could excuse).
  */
 import type { TopK } from '../../shared/labels.ts';
 import type { Executor } from '../executors/executor.ts';

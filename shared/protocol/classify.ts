@@ -30,9 +30,13 @@ export type WeightsSource =
   | { kind: 'keras-h5'; sha256?: string; md5?: string; url?: string }
   | { kind: 'generated'; seed: number };
 
+/** What the weights compute in: fp32 as trained, or int8 (quantized, see the README's int8 section). */
+export type Precision = 'fp32' | 'int8';
+
 export interface ModelInfo {
   name: string;
   weights: WeightsKind;
+  precision: Precision;
   /** sha256 of the weights, so a client can tell which weights answered. */
   sha256: string;
   source: WeightsSource;
@@ -45,17 +49,25 @@ export interface Timing {
   total_ms: number;
 }
 
+/** The hub that answered (`--hub-id`), so a client of several hubs can tell them apart. */
+export interface HubInfo {
+  id: string;
+}
+
 export interface ClassifyReply {
   preds: string;
   predictions: Prediction[];
   executor: ExecutorInfo;
   model: ModelInfo;
   timing: Timing;
+  hub: HubInfo;
   request_id?: string;
 }
 
 export interface ErrorReply {
   error: { code: ErrorCode; message: string };
+  /** Absent only on HTTP refusals made before a request reaches the hub (401, 404). */
+  hub?: HubInfo;
   request_id?: string;
 }
 

@@ -2,7 +2,7 @@
  * What the hub reports about itself: `GET /api/status`, and the executor and statistics parts
  * of the live event stream. Shared so that the web UI reads exactly what the server writes.
  */
-import type { ModelInfo } from './classify.ts';
+import type { HubInfo, ModelInfo } from './classify.ts';
 import type { AdapterInfo, VolunteerBackend } from './volunteer.ts';
 
 export interface EngineTrial {
@@ -71,9 +71,21 @@ export interface VolunteerHubStats {
 export const UNTRAINED_WARNING =
   'UNTRAINED WEIGHTS: this ResNet50 was generated with random weights; its predictions are meaningless (labels are real, the ranking is not).';
 
+/** The int8 model's fidelity against fp32 on held-apart images (see `npm run model:quantize`). */
+export interface Int8FidelitySummary {
+  held_apart_images: number;
+  pooled_sqnr_db: number;
+  logits_sqnr_db: number;
+  top1_agreement: number;
+  int8_top1_in_fp32_top5: number;
+  max_probability_diff: number;
+}
+
 export interface StatusReport {
+  /** Which hub this is (`--hub-id`): the dashboard shows this hub only. */
+  hub: HubInfo;
   ready: boolean;
-  model: ModelInfo & { warning?: string };
+  model: ModelInfo & { warning?: string; int8_fidelity?: Int8FidelitySummary };
   executors: LocalWorkerStatus[];
   engine: { chosen: string | undefined; workers?: number; threads_per_worker?: number; trials: EngineTrial[] };
   volunteers: VolunteerStatus[];

@@ -23,6 +23,8 @@ export interface StartOptions {
   /** Resolve once the HTTP port is known, before the workers are warm. */
   untilListening?: boolean;
   timeoutMs?: number;
+  /** Added to this process' environment (HUB_* variables, as a container would set them). */
+  env?: Record<string, string>;
 }
 
 export async function startHub(options: StartOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
@@ -34,7 +36,7 @@ export async function startHub(options: StartOptions = {}): Promise<HubProcess &
     '2',
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -24,8 +24,8 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { loadTfjs } from '../../../server/engines/tfjs-runtime.ts';
-import { spawnWorker } from '../../../server/threads/spawn-worker.ts';
+import { loadTfjs } from '../../../lib/tfjs-runtime.ts';
+import { spawnWorker } from '../../../lib/spawn-worker.ts';
 import { ARCHITECTURES, buildResNet, RESNET50_CLASSES } from '../../../shared/model/resnet50.ts';
 import type { ArchitectureName } from '../../../shared/model/resnet50.ts';
 import { ensureOnnxModel } from '../onnx-export.ts';

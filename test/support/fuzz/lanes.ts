@@ -61,7 +61,7 @@ export function checkReplyBody(body: unknown, expect: readonly Outcome[], reques
       else outcome = error.code as Outcome;
       if (typeof error.message !== 'string' || error.message.length === 0) problems.push('error without a message');
     }
-    const extra = Object.keys(reply).filter((key) => key !== 'error' && key !== 'request_id');
+    const extra = Object.keys(reply).filter((key) => key !== 'error' && key !== 'request_id' && key !== 'hub');
     if (extra.length > 0) problems.push(`error reply with extra keys ${extra.join(',')}`);
   } else {
     outcome = 'ok';

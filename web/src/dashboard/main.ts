@@ -26,6 +26,9 @@ function showModel(status: StatusReport): void {
   showModelBanner(byId('model-banner'), status.model);
   fill(
     byId('model-facts'),
+    // With several hubs behind one address, this page is of the hub that served it, only.
+    el('dt', { text: 'Hub' }),
+    el('dd', { class: 'mono', text: status.hub.id }),
     el('dt', { text: 'Model' }),
     el('dd', { text: status.model.name }),
     el('dt', { text: 'Weights' }),
