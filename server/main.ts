@@ -10,6 +10,7 @@ import { ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
 import type { RunningHub } from './start-hub.ts';
 import { ensureWebBuild } from './web-build.ts';
+import { installLastResort } from './last-resort.ts';
 
 const config = parseConfig(process.argv);
 const log = createLogger(config.logLevel);
@@ -37,11 +38,25 @@ async function buildWebUi(): Promise<void> {
 }
 
 let hub: RunningHub | undefined;
-let stopping = false;
+let stopping: Promise<boolean> | undefined;
+
+/** Drains once, however many signals or failures ask for it; resolves whether every request was answered. */
+function drainOnce(): Promise<boolean> {
+  stopping ??= hub ? hub.stop(config.graceMs) : Promise.resolve(true);
+  return stopping;
+}
+
+installLastResort({
+  log,
+  graceMs: config.graceMs,
+  drainAndStop: async () => {
+    const drained = await drainOnce();
+    log.info({ drained }, 'stopped after an unexpected error');
+  },
+});
 
 function stop(signal: string): void {
   if (stopping) return;
-  stopping = true;
   if (!hub) {
     // Until the hub is ready nothing is accepted (requests during warm-up are answered
     // `not_ready`), so there is nothing to drain; half-written model or web builds live in
@@ -50,7 +65,7 @@ function stop(signal: string): void {
     process.exit(0);
   }
   log.info({ signal, grace_ms: config.graceMs }, 'stopping: answering requests in flight');
-  hub.stop(config.graceMs).then(
+  drainOnce().then(
     (drained) => {
       log.info({ drained }, 'stopped');
       process.exit(0);

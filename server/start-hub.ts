@@ -84,7 +84,7 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   });
   const feed = new EventFeed({ hub, scheduler, volunteers, status, log });
   const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins, token: config.apiToken });
-  const metrics = new HubMetrics({ hub, scheduler, volunteers, status, log, zmqAuth: () => zmqFront.curveCounts });
+  const metrics = new HubMetrics({ hub, scheduler, volunteers, status, log, zmqAuth: () => zmqFront.curveCounts, zmqDrops: () => zmqFront.droppedReplies });
   // Without local workers nothing can recompute a volunteer's answer.
   const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
   scheduler.setResultReviewer(

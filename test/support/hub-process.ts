@@ -20,6 +20,9 @@ export interface HubProcess {
 
 export interface StartOptions {
   args?: string[];
+  /** Node flags before the hub's own (e.g. `--import` a fault injector). */
+  nodeArgs?: string[];
+  env?: Record<string, string>;
   /** Resolve once the HTTP port is known, before the workers are warm. */
   untilListening?: boolean;
   timeoutMs?: number;
@@ -27,6 +30,7 @@ export interface StartOptions {
 
 export async function startHub(options: StartOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
   const args = [
+    ...(options.nodeArgs ?? []),
     ...LOOPBACK_HUB_ARGV,
     '--model-dir',
     TEST_MODEL_DIR,
@@ -34,7 +38,7 @@ export async function startHub(options: StartOptions = {}): Promise<HubProcess &
     '2',
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
