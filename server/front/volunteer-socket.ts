@@ -38,6 +38,7 @@ const CLOSE_STOP = 1001;
 const CLOSE_VIOLATIONS = 1008;
 const CLOSE_REFUSED = 4001;
 const CLOSE_QUARANTINED_EARLY = 4002;
+const CLOSE_MODEL_CHANGED = 4003;
 /** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -204,6 +205,19 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     this.log.warn({ volunteer: id, reason }, 'volunteer quarantined before hello');
     this.closeConnection(connection, CLOSE_QUARANTINED_EARLY, 'quarantined', `quarantined: ${reason}`);
     return true;
+  }
+
+  /**
+   * The hub serves another model now (the `model` option already returns it): every tab is
+   * told and let go, so it rejoins, is welcomed with the new model, and gets work only once its
+   * hello names it. Jobs a tab was running go back to the queue; a late answer is dropped.
+   */
+  modelChanged(): void {
+    const model = this.model();
+    for (const connection of [...this.connections.values()]) {
+      this.send(connection, { type: 'model', model: { url: model.url, sha256: model.sha256, weights: model.weights } });
+      void this.closeConnection(connection, CLOSE_MODEL_CHANGED, 'model changed', `the hub changed its model to ${model.sha256}`);
+    }
   }
 
   /** For shutdown: every tab is sent `stop` and closed; new tabs are refused from now on. */
