@@ -48,11 +48,16 @@ export class Hub extends EventEmitter<HubEvents> {
   constructor(
     private readonly preprocess: PreprocessPool,
     private readonly scheduler: Scheduler,
-    readonly model: ModelInfo,
+    private readonly initialModel: ModelInfo,
     private readonly log: Logger,
     private readonly limits: HubLimits = { maxQueue: Infinity },
   ) {
     super();
+  }
+
+  /** The model requests admitted now are computed with (it changes at a model swap). */
+  get model(): ModelInfo {
+    return this.scheduler.model ?? this.initialModel;
   }
 
   get isReady(): boolean {
@@ -149,7 +154,8 @@ export class Hub extends EventEmitter<HubEvents> {
       preds: predsString(ranked.slice(0, SEED_TOP)),
       predictions,
       executor: outcome.executor,
-      model: this.model,
+      // The weights that computed this answer: across a swap, not always those admitted now.
+      model: outcome.model ?? this.model,
       timing: {
         queue_ms: round2(outcome.queueMs),
         preprocess_ms: round2(image.ms),

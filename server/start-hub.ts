@@ -59,11 +59,13 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
       cores: availableParallelism(),
       modelDir: config.modelDir,
+      modelSha256: manifest.weightsSha256,
       maxBatch: config.maxBatch,
       topK: MAX_TOP,
     },
     log,
   );
+  scheduler.switchModel(modelInfo(manifest));
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log, {
     maxQueue: config.maxQueue,
     defaultDeadlineMs: config.defaultDeadlineMs > 0 ? config.defaultDeadlineMs : undefined,

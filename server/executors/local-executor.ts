@@ -23,6 +23,8 @@ export interface LocalExecutorOptions {
   /** Whether every other worker is idle now, so a batch may run solo. */
   isAlone?: () => boolean;
   modelDir: string;
+  /** The weights in modelDir when the pool started: what this worker computes with. */
+  modelSha256: string;
   maxBatch: number;
   topK: number;
 }
@@ -42,6 +44,7 @@ export class LocalExecutor implements Executor {
   readonly id: string;
   readonly maxBatch: number;
   readonly engine: EngineName;
+  readonly modelSha256: string;
   readonly threads: number;
   state: LocalExecutorState = 'starting';
   warmupMs = 0;
@@ -64,6 +67,7 @@ export class LocalExecutor implements Executor {
   constructor(options: LocalExecutorOptions) {
     this.id = options.id;
     this.engine = options.engine;
+    this.modelSha256 = options.modelSha256;
     this.threads = options.threads;
     this.soloThreads = options.soloThreads;
     this.isAlone = options.isAlone ?? (() => false);

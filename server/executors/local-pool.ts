@@ -21,6 +21,8 @@ export interface LocalPoolOptions {
   requested: RequestedParallelism;
   cores: number;
   modelDir: string;
+  /** The weights' SHA-256 in modelDir: the pool's workers serve this model. */
+  modelSha256: string;
   maxBatch: number;
   topK: number;
 }
@@ -137,6 +139,7 @@ export class LocalPool {
       soloThreads: parallelism.soloThreads,
       isAlone: () => this.slots.every((other, i) => i === slot || !other.busy),
       modelDir: this.options.modelDir,
+      modelSha256: this.options.modelSha256,
       maxBatch: this.options.maxBatch,
       topK: this.options.topK,
     });
