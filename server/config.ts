@@ -52,6 +52,10 @@ const ConfigSchema = z.object({
   curveSecretKey: z.string().regex(/^[0-9a-zA-Z.:+=^!/*?&<>()[\]{}@%$#-]{40}$/, 'expected a Z85 CURVE key (40 characters)').optional(),
   /** Client public keys (Z85) allowed in, comma-separated, or @file with one per line. */
   curveClients: z.string().optional(),
+  /** How often the store's manifest is looked at for new weights; 0: only SIGHUP and the reload API. */
+  modelPollMs: z.coerce.number().int().min(0).max(3_600_000),
+  /** A model swap that would take the process past this is refused; undefined: 90% of the memory it may use. */
+  swapMemoryLimitMib: z.coerce.number().int().min(64).optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -122,6 +126,12 @@ function buildCommand(): Command {
     .addOption(
       new Option('--curve-clients <keys>', 'ZeroMQ CURVE: client public keys allowed in, comma-separated, or @file with one per line').env(
         'HUB_CURVE_CLIENTS',
+      ),
+    )
+    .addOption(opt('--model-poll-ms <ms>', 'how often to look for new weights in the model store (0: only on SIGHUP or POST /api/model/reload)', 'HUB_MODEL_POLL_MS', 1000))
+    .addOption(
+      new Option('--swap-memory-limit-mib <n>', "refuse a model swap that would take the hub past this resident memory (default: 90% of the machine's or container's memory)").env(
+        'HUB_SWAP_MEMORY_LIMIT_MIB',
       ),
     )
     .showHelpAfterError();

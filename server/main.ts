@@ -80,12 +80,23 @@ function stop(signal: string): void {
 async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // The conventional "reload your configuration": here, look for new weights and swap to them.
+  process.on('SIGHUP', () => {
+    if (hub) hub.reloadModel('sighup');
+    else log.info('SIGHUP before the hub is ready: it starts with whatever the store holds');
+  });
   await buildWebUi();
   const manifest = await ensureModel(config.modelDir, log, {
     fetch: { enabled: config.modelFetch, url: config.modelUrl, md5: config.modelMd5 },
   });
   const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
-  hub = await startHub(config, manifest, log, { candidates });
+  hub = await startHub(config, manifest, log, {
+    candidates,
+    // A model swap's new store needs what the engine in use needs (the export may not fail now).
+    prepareModel: async (_next, engine) => {
+      if (engine === 'onnx') await ensureOnnx(config.modelDir, log);
+    },
+  });
 }
 
 main().catch((error: unknown) => {

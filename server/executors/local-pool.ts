@@ -23,6 +23,8 @@ export interface LocalPoolOptions {
   modelDir: string;
   /** The weights' SHA-256 in modelDir: the pool's workers serve this model. */
   modelSha256: string;
+  /** Workers are named local-(n+1), local-(n+2)…: a pool started by a model swap continues the numbers. */
+  idOffset?: number;
   maxBatch: number;
   topK: number;
 }
@@ -132,7 +134,7 @@ export class LocalPool {
   private create(slot: number, engine: EngineName): LocalExecutor {
     const parallelism = resolveParallelism(engine, this.options.cores, this.options.requested);
     return new LocalExecutor({
-      id: `local-${slot + 1}`,
+      id: `local-${(this.options.idOffset ?? 0) + slot + 1}`,
       engine,
       threads: parallelism.threadsPerWorker,
       spin: !oversubscribes(parallelism, this.options.cores),

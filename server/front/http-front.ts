@@ -40,6 +40,8 @@ export interface HttpFrontOptions {
   status: () => unknown;
   /** Prometheus exposition of the hub's metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Looks for new weights in the store and swaps to them; undefined when the hub is stopping. */
+  reloadModel?: () => unknown;
   /** When set, /api/* and /metrics need `Authorization: Bearer <token>` (or `?token=`, for pages). */
   apiToken?: string;
 }
@@ -141,6 +143,12 @@ export class HttpFront {
         return sendJson(response, 200, this.options.status());
       case 'POST /api/classify':
         return this.classify(request, response, url);
+      case 'POST /api/model/reload': {
+        const swap = this.options.reloadModel?.();
+        if (swap === undefined) return sendJson(response, 503, { error: { code: 'shutting_down', message: 'the hub is stopping; no model swap' } });
+        // Accepted: the swap runs on; its steps show in /api/status and on /ws/events.
+        return sendJson(response, 202, { swap });
+      }
       case 'GET /metrics':
         if (this.options.metrics) return sendMetrics(response, await this.options.metrics());
         return sendJson(response, 404, { error: { code: 'not_found', message: 'metrics are not enabled' } });
