@@ -25,6 +25,7 @@ import { EventFeed } from './events/event-feed.ts';
 import { EventsSocket } from './front/events-socket.ts';
 import { HubMetrics } from './metrics/hub-metrics.ts';
 import { attachModelSwapper } from './model-swap/attach-swapper.ts';
+import { removeServingMarker, writeServingMarker } from '../models/tools/serving-marker.ts';
 import type { ModelSwapRecord, SwapTrigger } from '../shared/protocol/model-swap.ts';
 
 export interface RunningHub {
@@ -64,19 +65,19 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       scheduler,
       {
         // A swap keeps the engine the first pool chose: no second trial while serving.
-        engine: generation === 0 ? config.engine : (pools.current.engine ?? config.engine),
+        engine: generation === 0 ? config.engine : (pools.current?.engine ?? config.engine),
         candidates: options.candidates,
         requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
         cores: availableParallelism(),
         modelDir: config.modelDir,
         modelSha256: served.weightsSha256,
-        idOffset: generation * (pools.current.parallelism?.workers ?? 0),
+        idOffset: generation * (pools.current?.parallelism?.workers ?? 0),
         maxBatch: config.maxBatch,
         topK: MAX_TOP,
       },
       log,
     );
-  const pools = { current: undefined as unknown as LocalPool };
+  const pools: { current: LocalPool } = { current: undefined as unknown as LocalPool }; // set on the next line
   pools.current = createPool(manifest, 0);
   scheduler.switchModel(modelInfo(manifest));
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest), log, {
@@ -156,6 +157,9 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   if (untrained) log.warn(ready, 'ready');
   else log.info(ready, 'ready');
   await swaps.watch();
+  // Tells the model tools that this hub serves the store (they say so after writing new weights).
+  const marker = { pid: process.pid, http: `http://${config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost}:${httpPort}`, poll_ms: config.modelPollMs, started_at: new Date().toISOString() };
+  await writeServingMarker(config.modelDir, marker).catch((error: unknown) => log.debug({ err: error }, 'could not write the serving note beside the store'));
 
   return {
     zmqEndpoint,
@@ -177,7 +181,7 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       await events.close();
       await Promise.all([zmqFront.close(), http.close()]);
       await swapStopped;
-      await Promise.all([pools.current.stop(), preprocess.stop()]);
+      await Promise.all([pools.current.stop(), preprocess.stop(), removeServingMarker(config.modelDir, process.pid).catch(() => undefined)]);
       return drained;
     },
   };
