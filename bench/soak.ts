@@ -14,7 +14,8 @@ import path from 'node:path';
 import { flagValue } from './cli.ts';
 import { spawnHub } from './hub.ts';
 import type { HubExit, SpawnedHub } from './hub.ts';
-import { prepareModel } from './model.ts';
+import { prepareModel, REPO_ROOT } from './model.ts';
+import { runStormSoak } from './storm/storm-soak.ts';
 import { readRssMiB } from './rss-sampler.ts';
 import { parseSoakOptions } from './soak/cli.ts';
 import type { SoakOptions } from './soak/cli.ts';
@@ -40,6 +41,7 @@ const SIGINT_REPEAT_MS = 1000;
 
 async function main(): Promise<number> {
   const options = parseSoakOptions(process.argv);
+  if (options.storm) return runStormSoak(options, path.join(REPO_ROOT, 'test/fixtures/photos/chelsea.jpg'));
   const startedAt = new Date().toISOString();
   let mix: RequestMix;
   try {

@@ -57,6 +57,10 @@ const ConfigSchema = z.object({
   curveClients: z.string().optional(),
   /** Names this hub in replies, /api/status, the ready line and metrics; undefined: `<hostname>:<zmq port>` (see hub-id.ts). */
   hubId: z.string().trim().min(1).max(200).optional(),
+  /** How often the store's manifest is looked at for new weights; 0: only SIGHUP and the reload API. */
+  modelPollMs: z.coerce.number().int().min(0).max(3_600_000),
+  /** A model swap that would take the process past this is refused; undefined: 90% of the memory it may use. */
+  swapMemoryLimitMib: z.coerce.number().int().min(64).optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -136,6 +140,12 @@ function buildCommand(): Command {
       ),
     )
     .addOption(new Option('--hub-id <id>', 'names this hub in every reply, /api/status, the ready line and metrics (default: <hostname>:<zmq port>)').env('HUB_HUB_ID'))
+    .addOption(opt('--model-poll-ms <ms>', 'how often to look for new weights in the model store (0: only on SIGHUP or POST /api/model/reload)', 'HUB_MODEL_POLL_MS', 1000))
+    .addOption(
+      new Option('--swap-memory-limit-mib <n>', "refuse a model swap that would take the hub past this resident memory (default: 90% of the machine's or container's memory)").env(
+        'HUB_SWAP_MEMORY_LIMIT_MIB',
+      ),
+    )
     .showHelpAfterError();
 }
 

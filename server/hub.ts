@@ -50,11 +50,16 @@ export class Hub extends EventEmitter<HubEvents> {
   constructor(
     private readonly preprocess: PreprocessPool,
     private readonly scheduler: Scheduler,
-    readonly model: ModelInfo,
+    private readonly initialModel: ModelInfo,
     private readonly log: Logger,
     private readonly limits: HubLimits = { maxQueue: Infinity },
   ) {
     super();
+  }
+
+  /** The model requests admitted now are computed with (it changes at a model swap). */
+  get model(): ModelInfo {
+    return this.scheduler.model ?? this.initialModel;
   }
 
   get isReady(): boolean {
@@ -76,15 +81,8 @@ export class Hub extends EventEmitter<HubEvents> {
 
   /** Runs one admitted request to its reply. Never rejects. */
   async classify(request: AdmittedRequest, receivedAt: number): Promise<Reply> {
-    if (!this.accepting) return this.refuse(new ServiceError('shutting_down', 'the server is shutting down'), { requestId: request.requestId });
-    if (!this.ready) return this.refuse(new ServiceError('not_ready', 'the server is still starting; retry shortly'), { requestId: request.requestId });
-    if (this.waiting >= this.limits.maxQueue) {
-      // Refused at once: a client can retry elsewhere or later, instead of waiting in a queue
-      // whose end it cannot see.
-      return this.refuse(new ServiceError('overloaded', `the server is at capacity (${this.limits.maxQueue} requests waiting); retry shortly`), {
-        requestId: request.requestId,
-      });
-    }
+    const refusal = this.refusalNow();
+    if (refusal) return this.refuse(refusal, { requestId: request.requestId });
     this.inFlight++;
     try {
       return await this.run(request, receivedAt);
@@ -94,6 +92,22 @@ export class Hub extends EventEmitter<HubEvents> {
       this.inFlight--;
       if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
+  }
+
+  /**
+   * Why a request arriving now would be refused whatever it holds (stopping, starting, or the
+   * queue is full); undefined when it would be taken. Fronts ask before they spend anything
+   * on a request (reading an upload, decoding base64), so a flood is refused cheaply.
+   */
+  refusalNow(): ServiceError | undefined {
+    if (!this.accepting) return new ServiceError('shutting_down', 'the server is shutting down');
+    if (!this.ready) return new ServiceError('not_ready', 'the server is still starting; retry shortly');
+    if (this.waiting >= this.limits.maxQueue) {
+      // Refused at once: a client can retry elsewhere or later, instead of waiting in a queue
+      // whose end it cannot see.
+      return new ServiceError('overloaded', `the server is at capacity (${this.limits.maxQueue} requests waiting); retry shortly`);
+    }
+    return undefined;
   }
 
   /** The reply for a request that cannot be run; counted like any other outcome. */
@@ -142,7 +156,8 @@ export class Hub extends EventEmitter<HubEvents> {
       preds: predsString(ranked.slice(0, SEED_TOP)),
       predictions,
       executor: outcome.executor,
-      model: this.model,
+      // The weights that computed this answer: across a swap, not always those admitted now.
+      model: outcome.model ?? this.model,
       timing: {
         queue_ms: round2(outcome.queueMs),
         preprocess_ms: round2(image.ms),

@@ -10,6 +10,7 @@ import { ensureInt8, ensureModel, ensureOnnx } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
 import type { RunningHub } from './start-hub.ts';
 import { ensureWebBuild } from './web-build.ts';
+import { installLastResort } from './last-resort.ts';
 
 const config = parseConfig(process.argv);
 const log = createLogger(config.logLevel);
@@ -43,11 +44,25 @@ async function buildWebUi(): Promise<void> {
 }
 
 let hub: RunningHub | undefined;
-let stopping = false;
+let stopping: Promise<boolean> | undefined;
+
+/** Drains once, however many signals or failures ask for it; resolves whether every request was answered. */
+function drainOnce(): Promise<boolean> {
+  stopping ??= hub ? hub.stop(config.graceMs) : Promise.resolve(true);
+  return stopping;
+}
+
+installLastResort({
+  log,
+  graceMs: config.graceMs,
+  drainAndStop: async () => {
+    const drained = await drainOnce();
+    log.info({ drained }, 'stopped after an unexpected error');
+  },
+});
 
 function stop(signal: string): void {
   if (stopping) return;
-  stopping = true;
   if (!hub) {
     // Until the hub is ready nothing is accepted (requests during warm-up are answered
     // `not_ready`), so there is nothing to drain; half-written model or web builds live in
@@ -56,7 +71,7 @@ function stop(signal: string): void {
     process.exit(0);
   }
   log.info({ signal, grace_ms: config.graceMs }, 'stopping: answering requests in flight');
-  hub.stop(config.graceMs).then(
+  drainOnce().then(
     (drained) => {
       log.info({ drained }, 'stopped');
       process.exit(0);
@@ -71,12 +86,26 @@ function stop(signal: string): void {
 async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // The conventional "reload your configuration": here, look for new weights and swap to them.
+  process.on('SIGHUP', () => {
+    if (hub) hub.reloadModel('sighup');
+    else log.info('SIGHUP before the hub is ready: it starts with whatever the store holds');
+  });
   await buildWebUi();
   const manifest = await ensureModel(config.modelDir, log, {
     fetch: { enabled: config.modelFetch, url: config.modelUrl, md5: config.modelMd5 },
   });
   const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
-  hub = await startHub(config, manifest, log, { candidates });
+  hub = await startHub(config, manifest, log, {
+    candidates,
+    // A model swap's new store needs what the engine in use needs (the export may not fail now).
+    prepareModel: async (_next, engine) => {
+      if (engine !== 'onnx') return;
+      // Does the ONNX export too; int8 also keeps fp32 for checking volunteers.
+      if (config.precision === 'int8') await ensureInt8(config.modelDir, log);
+      else await ensureOnnx(config.modelDir, log);
+    },
+  });
 }
 
 main().catch((error: unknown) => {

@@ -25,10 +25,15 @@ import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity }
 import { EventFeed } from './events/event-feed.ts';
 import { EventsSocket } from './front/events-socket.ts';
 import { HubMetrics } from './metrics/hub-metrics.ts';
+import { attachModelSwapper } from './model-swap/attach-swapper.ts';
+import { removeServingMarker, writeServingMarker } from '../models/tools/serving-marker.ts';
+import type { ModelSwapRecord, SwapTrigger } from '../shared/protocol/model-swap.ts';
 
 export interface RunningHub {
   zmqEndpoint: string;
   httpPort: number;
+  /** Looks for new weights in the store and swaps to them (SIGHUP, the reload API). */
+  reloadModel(trigger: SwapTrigger): ModelSwapRecord | undefined;
   /** Stops taking requests, answers those accepted (up to graceMs), closes everything. */
   stop(graceMs: number): Promise<boolean>;
 }
@@ -47,35 +52,52 @@ export function modelInfo(manifest: ModelManifest, precision: Precision = 'fp32'
 export interface StartOptions {
   /** Engines `--engine auto` may try. */
   candidates?: readonly EngineName[];
+  /** What the engines need of a new store before a model swap warms it (ONNX export…). */
+  prepareModel?: (manifest: ModelManifest, engine: EngineName | undefined) => Promise<void>;
 }
+
+const MiB = 1024 * 1024;
 
 export async function startHub(config: Config, manifest: ModelManifest, log: Logger, options: StartOptions = {}): Promise<RunningHub> {
   const limits = { maxImageBytes: config.maxImageBytes };
   const scheduler = new Scheduler({ batchWaitMs: config.batchWaitMs, offload: config.offload, hedgeAfter: defaultHedgeAfter });
   const preprocess = new PreprocessPool(config.preprocessWorkers, config.maxPixels, log);
-  const pool = new LocalPool(
-    scheduler,
-    {
-      engine: config.engine,
-      candidates: options.candidates,
-      requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
-      cores: availableParallelism(),
-      modelDir: config.modelDir,
-      precision: config.precision,
-      maxBatch: config.maxBatch,
-      topK: MAX_TOP,
-    },
-    log,
-  );
+  const createPool = (served: ModelManifest, generation: number) =>
+    new LocalPool(
+      scheduler,
+      {
+        // A swap keeps the engine the first pool chose: no second trial while serving.
+        engine: generation === 0 ? config.engine : (pools.current?.engine ?? config.engine),
+        candidates: options.candidates,
+        requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
+        cores: availableParallelism(),
+        modelDir: config.modelDir,
+        precision: config.precision,
+        modelSha256: served.weightsSha256,
+        idOffset: generation * (pools.current?.parallelism?.workers ?? 0),
+        maxBatch: config.maxBatch,
+        topK: MAX_TOP,
+      },
+      log,
+    );
+  const pools: { current: LocalPool } = { current: undefined as unknown as LocalPool }; // set on the next line
+  pools.current = createPool(manifest, 0);
+  scheduler.switchModel(modelInfo(manifest, config.precision));
   const hub = new Hub(preprocess, scheduler, modelInfo(manifest, config.precision), log, {
     maxQueue: config.maxQueue,
     defaultDeadlineMs: config.defaultDeadlineMs > 0 ? config.defaultDeadlineMs : undefined,
   });
   // A wildcard port (tcp://…:*) is only known once bound; until then the id shows `*`.
   hub.identity = { id: config.hubId ?? defaultHubId(config.zmq) };
-  const int8Fidelity = config.precision === 'int8' ? await int8FidelitySummary(config.modelDir) : undefined;
-  const status = () => withInt8Fidelity(buildStatus(hub, scheduler, pool, volunteers), int8Fidelity);
-  const http = new HttpFront(hub, { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken }, log);
+  // Read again after each model swap: the int8 file (and its report) are remade for new weights.
+  const readInt8Fidelity = async () => (config.precision === 'int8' ? await int8FidelitySummary(config.modelDir) : undefined);
+  let int8Fidelity = await readInt8Fidelity();
+  const status = () => ({ ...withInt8Fidelity(buildStatus(hub, scheduler, pools.current, volunteers), int8Fidelity), model_swap: swaps.swapper.status() });
+  const http = new HttpFront(
+    hub,
+    { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api') },
+    log,
+  );
   const zmqFront = new ZmqFront(hub, limits, log, curveSecurity(config));
   http.addGetHandler(serveModelStore(config.modelDir));
   http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
@@ -83,14 +105,37 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   const volunteers = attachVolunteerSocket({
     onUpgrade: (path, handler) => http.onUpgrade(path, handler),
     scheduler,
-    model: { url: `${MODEL_URL_PREFIX}model.json`, sha256: manifest.weightsSha256, weights: manifest.weights },
+    // A function: after a model swap, tabs are welcomed with the new one.
+    model: () => ({ url: `${MODEL_URL_PREFIX}model.json`, sha256: hub.model.sha256, weights: hub.model.weights }),
     log,
     token: config.volunteerToken,
     allowedOrigins,
   });
-  const feed = new EventFeed({ hub, scheduler, volunteers, status, log });
+  // What one pool of workers costs in memory, measured as the first one starts: a swap holds two.
+  let footprintMiB = 0;
+  const swaps = attachModelSwapper({
+    modelDir: config.modelDir,
+    log,
+    scheduler,
+    volunteers,
+    pools,
+    createPool,
+    prepare: async (next) => {
+      await options.prepareModel?.(next, pools.current.engine);
+      nextInt8Fidelity = await readInt8Fidelity();
+    },
+    modelInfo: (served) => modelInfo(served, config.precision),
+    footprintMiB: () => footprintMiB,
+    memoryLimitMiB: config.swapMemoryLimitMib,
+    pollMs: config.modelPollMs,
+  });
+  let nextInt8Fidelity = int8Fidelity;
+  swaps.swapper.on('swap', (record) => {
+    if (record.state === 'switching') int8Fidelity = nextInt8Fidelity;
+  });
+  const feed = new EventFeed({ hub, scheduler, volunteers, swaps: swaps.swapper, status, log });
   const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins, token: config.apiToken });
-  const metrics = new HubMetrics({ hub, scheduler, volunteers, status, log, zmqAuth: () => zmqFront.curveCounts });
+  const metrics = new HubMetrics({ hub, scheduler, volunteers, status, log, zmqAuth: () => zmqFront.curveCounts, zmqDrops: () => zmqFront.droppedReplies });
   // Without local workers nothing can recompute a volunteer's answer.
   const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
   scheduler.setResultReviewer(
@@ -106,7 +151,9 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   // Probes answer while the workers warm up: /readyz says 503 until they are.
   const httpPort = await http.listen(config.httpPort, config.httpHost);
   log.info({ http: `http://${config.httpHost}:${httpPort}`, workers: config.workers }, 'warming up');
-  await pool.start();
+  const rssBeforePool = process.memoryUsage.rss();
+  await pools.current.start();
+  footprintMiB = Math.max(0, process.memoryUsage.rss() - rssBeforePool) / MiB;
   const zmqEndpoint = await zmqFront.bind(config.zmq);
   if (config.hubId === undefined) hub.identity = { id: defaultHubId(zmqEndpoint) };
   hub.markReady();
@@ -115,10 +162,10 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     hub_id: hub.identity.id,
     zmq: zmqEndpoint,
     http: `http://${config.httpHost}:${httpPort}`,
-    engine: pool.engine,
-    workers: pool.parallelism?.workers,
-    threads_per_worker: pool.parallelism?.threadsPerWorker,
-    solo_threads: pool.parallelism?.soloThreads,
+    engine: pools.current.engine,
+    workers: pools.current.parallelism?.workers,
+    threads_per_worker: pools.current.parallelism?.threadsPerWorker,
+    solo_threads: pools.current.parallelism?.soloThreads,
     weights: manifest.weights,
     curve: zmqFront.curvePublicKey !== undefined,
     ...(zmqFront.curvePublicKey ? { curve_public_key: zmqFront.curvePublicKey } : {}),
@@ -126,12 +173,19 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   };
   if (untrained) log.warn(ready, 'ready');
   else log.info(ready, 'ready');
+  await swaps.watch();
+  // Tells the model tools that this hub serves the store (they say so after writing new weights).
+  const marker = { pid: process.pid, http: `http://${config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost}:${httpPort}`, poll_ms: config.modelPollMs, started_at: new Date().toISOString() };
+  await writeServingMarker(config.modelDir, marker).catch((error: unknown) => log.debug({ err: error }, 'could not write the serving note beside the store'));
 
   return {
     zmqEndpoint,
     httpPort,
+    reloadModel: (trigger) => swaps.swapper.request(trigger),
     async stop(graceMs) {
       zmqFront.stopReceiving();
+      // A swap under way ends where it is; the drain below answers everything either way.
+      const swapStopped = swaps.stop();
       const drained = await hub.drain(graceMs);
       // Past the grace period, whatever is left is answered now rather than never.
       scheduler.close(new ServiceError('shutting_down', 'the server stopped before this request finished'));
@@ -143,7 +197,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       feed.close();
       await events.close();
       await Promise.all([zmqFront.close(), http.close()]);
-      await Promise.all([pool.stop(), preprocess.stop()]);
+      await swapStopped;
+      await Promise.all([pools.current.stop(), preprocess.stop(), removeServingMarker(config.modelDir, process.pid).catch(() => undefined)]);
       return drained;
     },
   };

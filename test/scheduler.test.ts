@@ -10,11 +10,14 @@ import { Job } from '../server/scheduler/job.ts';
 import type { JobOutcome } from '../server/scheduler/job.ts';
 import { Scheduler } from '../server/scheduler/scheduler.ts';
 import { createVerifier } from '../server/scheduler/verifier.ts';
+import type { ModelInfo } from '../shared/protocol/classify.ts';
+import { ServiceError } from '../shared/protocol/errors.ts';
 
 /** An executor that answers each image with its first byte as the top class, after a delay. */
 class TimedExecutor implements Executor {
   kind: 'local' | 'volunteer' = 'local';
   readonly engine = 'test';
+  modelSha256 = 'model-a';
   /** Takes this long whatever it promises, to play a straggler. */
   actualMs: number | undefined;
   /** Adds this to every answer's class, to play a liar. */
@@ -206,4 +209,39 @@ test('with --verify-fraction 1 a lying volunteer is caught and its answer replac
   const good = await fine.outcome();
   assert.equal(servedBy(good), 'honest');
   assert.deepEqual(verdicts.at(-1), ['honest', true]);
+});
+
+test('a model switch: the running job finishes on the old model, waiting ones move to the new, pinned ones stay', async () => {
+  const modelA = { name: 'resnet50', weights: 'untrained', sha256: 'model-a' } as ModelInfo;
+  const modelB = { name: 'resnet50', weights: 'imagenet', sha256: 'model-b' } as ModelInfo;
+  const scheduler = new Scheduler();
+  scheduler.switchModel(modelA);
+  const oldWorker = new TimedExecutor('old', 20);
+  const newWorker = new TimedExecutor('new', 5);
+  newWorker.modelSha256 = 'model-b';
+  scheduler.addExecutor(oldWorker);
+  scheduler.addExecutor(newWorker); // warm, but serves no job of model A
+  const jobs = [1, 2, 3].map((tag) => job(tag));
+  jobs.forEach((j) => scheduler.submit(j));
+  const pinned = new Job({ id: 'check', image: Uint8Array.of(9), offload: false, model: modelA, pinned: true });
+  scheduler.submit(pinned);
+  assert.equal(scheduler.jobsFor('model-a'), 4, 'all four are model A before the switch');
+  scheduler.switchModel(modelB);
+  const after = job(4);
+  scheduler.submit(after);
+  const outcomes = await Promise.all([...jobs, pinned, after].map((j) => j.outcome()));
+  const seen = outcomes.map((o) => (o.ok ? `${o.executor.id}:${o.model?.sha256}` : o.error.code));
+  assert.deepEqual(seen, ['old:model-a', 'new:model-b', 'new:model-b', 'old:model-a', 'new:model-b']);
+  assert.equal(scheduler.jobsFor('model-a'), 0);
+});
+
+test('after a switch, a pinned job whose model no executor serves is failed on request', async () => {
+  const modelA = { name: 'resnet50', weights: 'untrained', sha256: 'model-a' } as ModelInfo;
+  const scheduler = new Scheduler();
+  scheduler.switchModel({ ...modelA, sha256: 'model-b' });
+  const pinned = new Job({ id: 'check', image: Uint8Array.of(9), offload: false, model: modelA, pinned: true });
+  scheduler.submit(pinned);
+  scheduler.failPinned('model-a', new ServiceError('internal', 'the model it checks is gone'));
+  const outcome = await pinned.outcome();
+  assert.equal(outcome.ok ? 'ok' : outcome.error.code, 'internal');
 });

@@ -13,6 +13,8 @@ import { REPO_ROOT } from '../model.ts';
 
 export interface SoakOptions {
   minutes: number;
+  /** The storm tests' attacks at full strength instead of the mixed load (bench/storm/storm-soak.ts). */
+  storm: boolean;
   modelDir: string;
   engine: EngineChoice;
   workers: number;
@@ -65,6 +67,7 @@ export function parseSoakOptions(argv: readonly string[]): SoakOptions {
         'Hub flags go after `--` (e.g. npm run soak -- --minutes 2 -- --max-batch 4).',
     )
     .option('--minutes <n>', 'how long the load runs (warm-up included)', positive(24 * 60), 10)
+    .option('--storm', 'instead of the mixed load: floods, pipelining, vanishing clients, HTTP aborts and silent WebSockets in turn', false)
     .option('--model-dir <dir>', 'model store the hub serves (models/test-resnet50: the full ResNet50)', 'models/test-tiny')
     .addOption(new Option('--engine <name>', "the hub's inference engine").choices(ENGINE_CHOICES).default('onnx'))
     .option('--workers <n>', "the hub's local worker threads", intRange(0, 64), 1)

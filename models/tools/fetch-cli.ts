@@ -6,6 +6,7 @@
  * An existing store of ImageNet weights is left alone unless --force; an untrained one is
  * replaced. The store changes only once the import is complete.
  */
+import { pickUpNotice } from './serving-marker.ts';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isDownloadError } from './fetch/download-error.ts';
 import { partFileOf } from './fetch/download.ts';
@@ -135,7 +136,8 @@ async function main(): Promise<number> {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     say(
       `\nImported ImageNet weights into ${options.modelDir} in ${seconds} s (weights sha256 ${result.manifest.weightsSha256}).\n` +
-        `The downloaded file stays in ${result.file}; delete it to save space.`,
+        `The downloaded file stays in ${result.file}; delete it to save space.\n` +
+        (await pickUpNotice(options.modelDir)),
     );
     return 0;
   } catch (error) {

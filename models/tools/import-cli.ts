@@ -6,6 +6,7 @@
  * import in a worker thread with a progress bar on stderr; prints what it wrote on stdout.
  * Exit code 1 with a plain message when the file cannot be used; the store is then unchanged.
  */
+import { pickUpNotice } from './serving-marker.ts';
 import { Command, Option } from 'commander';
 import { ARCHITECTURES } from '../../shared/model/resnet50.ts';
 import type { ArchitectureName } from '../../shared/model/resnet50.ts';
@@ -72,6 +73,7 @@ async function main(): Promise<number> {
     `  written:      model.json, weight shards, manifest.json, model.onnx`,
   ];
   if (previous) lines.push(`  replaced:     ${previous.name}, ${previous.weights} weights, sha256 ${previous.weightsSha256}`);
+  lines.push(await pickUpNotice(options.modelDir));
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
 }

@@ -14,6 +14,8 @@ import type { Hub, RequestIds } from '../hub.ts';
 import type { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { VolunteerHub } from '../front/volunteer-socket.ts';
+import type { ModelSwapper } from '../model-swap/model-swapper.ts';
+import type { ModelSwapRecord } from '../../shared/protocol/model-swap.ts';
 import { StatsWindow } from './stats-window.ts';
 import { observe } from './observe.ts';
 import type { Logger } from '../log.ts';
@@ -22,6 +24,8 @@ export interface EventFeedSources {
   hub: Hub;
   scheduler: Scheduler;
   volunteers: VolunteerHub;
+  /** Model swaps, each step of one as it happens. */
+  swaps?: ModelSwapper;
   status: () => StatusReport;
   log: Logger;
 }
@@ -61,6 +65,9 @@ export class EventFeed extends EventEmitter<EventFeedEvents> {
     this.listen(volunteers, 'quarantined', (executor: VolunteerStatus, reason: string) =>
       this.onExecutor({ type: 'executor.quarantined', at: Date.now(), executor, reason }),
     );
+    if (sources.swaps) {
+      this.listen(sources.swaps, 'swap', (swap: ModelSwapRecord) => this.publish({ type: 'model.swap', at: new Date().toISOString(), swap, model: hub.model }));
+    }
     this.timer = setInterval(() => this.tick(), intervalMs);
     this.timer.unref();
   }

@@ -21,6 +21,8 @@ export interface Executor {
   readonly maxBatch: number;
   /** Batches it runs at once. */
   readonly capacity: number;
+  /** SHA-256 of the weights it computes with: it is given only jobs of that model. */
+  readonly modelSha256: string;
   /** Whether it may be given work now (warm, not quarantined, not leaving). */
   readonly available: boolean;
   /** Expected time from handing over a batch of this size to its result. */

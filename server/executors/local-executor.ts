@@ -26,6 +26,8 @@ export interface LocalExecutorOptions {
   modelDir: string;
   /** Weights the engine serves (onnx only has int8). */
   precision?: Precision;
+  /** The weights in modelDir when the pool started: what this worker computes with. */
+  modelSha256: string;
   maxBatch: number;
   topK: number;
 }
@@ -45,6 +47,7 @@ export class LocalExecutor implements Executor {
   readonly id: string;
   readonly maxBatch: number;
   readonly engine: EngineName;
+  readonly modelSha256: string;
   readonly threads: number;
   state: LocalExecutorState = 'starting';
   warmupMs = 0;
@@ -67,6 +70,7 @@ export class LocalExecutor implements Executor {
   constructor(options: LocalExecutorOptions) {
     this.id = options.id;
     this.engine = options.engine;
+    this.modelSha256 = options.modelSha256;
     this.threads = options.threads;
     this.soloThreads = options.soloThreads;
     this.isAlone = options.isAlone ?? (() => false);

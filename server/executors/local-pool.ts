@@ -23,6 +23,10 @@ export interface LocalPoolOptions {
   cores: number;
   modelDir: string;
   precision?: Precision;
+  /** The weights' SHA-256 in modelDir: the pool's workers serve this model. */
+  modelSha256: string;
+  /** Workers are named local-(n+1), local-(n+2)…: a pool started by a model swap continues the numbers. */
+  idOffset?: number;
   maxBatch: number;
   topK: number;
 }
@@ -132,7 +136,7 @@ export class LocalPool {
   private create(slot: number, engine: EngineName): LocalExecutor {
     const parallelism = resolveParallelism(engine, this.options.cores, this.options.requested);
     return new LocalExecutor({
-      id: `local-${slot + 1}`,
+      id: `local-${(this.options.idOffset ?? 0) + slot + 1}`,
       engine,
       threads: parallelism.threadsPerWorker,
       spin: !oversubscribes(parallelism, this.options.cores),
@@ -140,6 +144,7 @@ export class LocalPool {
       isAlone: () => this.slots.every((other, i) => i === slot || !other.busy),
       modelDir: this.options.modelDir,
       precision: this.options.precision,
+      modelSha256: this.options.modelSha256,
       maxBatch: this.options.maxBatch,
       topK: this.options.topK,
     });

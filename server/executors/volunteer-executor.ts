@@ -85,6 +85,8 @@ export class VolunteerExecutor implements Executor {
   readonly id: string;
   readonly engine: VolunteerBackend;
   readonly maxBatch: number;
+  /** The model the tab said hello with (the hub checked it was the one it serves then). */
+  readonly modelSha256: string;
   readonly adapter: AdapterInfo | undefined;
   readonly userAgent: string | undefined;
   state: VolunteerState = 'ready';
@@ -116,6 +118,7 @@ export class VolunteerExecutor implements Executor {
     const { hello } = options;
     this.id = options.id;
     this.engine = hello.backend;
+    this.modelSha256 = hello.model_sha256;
     this.adapter = hello.adapter;
     this.userAgent = hello.user_agent;
     this.maxBatch = Math.max(1, Math.min(hello.max_batch, options.maxBatch));

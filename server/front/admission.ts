@@ -35,6 +35,23 @@ export function salvageRequestId(value: unknown): string | undefined {
   return typeof id === 'string' && id.length <= 200 ? id : undefined;
 }
 
+const REQUEST_ID_KEY = Buffer.from('"request_id"');
+const PLAIN_ID_VALUE = /^\s*:\s*"([^"\\]{0,200})"/;
+
+/**
+ * The request_id of a JSON request read without parsing the request (its payload is most of
+ * it), for refusing a flood cheaply. `{}` when the key is not in the text at all; undefined
+ * when the text has it in some form this scan does not settle (escapes, not a string), and a
+ * full parse must decide. A base64 payload holds no quote, so the key cannot hide in it.
+ */
+export function peekRequestId(body: Buffer): { requestId?: string } | undefined {
+  const at = body.indexOf(REQUEST_ID_KEY);
+  if (at === -1) return {};
+  if (body.indexOf(REQUEST_ID_KEY, at + 1) !== -1) return undefined;
+  const match = PLAIN_ID_VALUE.exec(body.subarray(at + REQUEST_ID_KEY.length, at + REQUEST_ID_KEY.length + 256).toString('utf8'));
+  return match ? { requestId: match[1] } : undefined;
+}
+
 export function parseJsonRequest(text: string | Uint8Array, limits: AdmissionLimits): { value: unknown } {
   if (text.length > maxJsonBytes(limits)) {
     throw new ServiceError('payload_too_large', `request of ${text.length} bytes is over the limit for a ${limits.maxImageBytes}-byte image`);

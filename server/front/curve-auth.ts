@@ -15,6 +15,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as zmq from 'zeromq';
 import type { Logger } from '../log.ts';
+import { SocketWriter } from './socket-writer.ts';
 
 /** Where libzmq looks for the ZAP handler (RFC 27); one per context, and the hub uses the global one. */
 export const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
@@ -240,7 +241,11 @@ class RefusalLog {
  * (per ZeroMQ context).
  */
 export class ZapAuthenticator {
-  private readonly socket = new zmq.Router({ linger: 0 });
+  // Fail fast, never wait on libzmq's side of the ZAP pipe; the writer serialises the replies.
+  private readonly socket = new zmq.Router({ linger: 0, sendTimeout: 0, mandatory: true });
+  private readonly writer = new SocketWriter(this.socket, {
+    onDrop: (reason, error) => this.log.warn({ reason, err: error }, 'a ZAP reply could not be sent; that connection is refused by libzmq'),
+  });
   private readonly allowed: Set<string>;
   private readonly domain: string;
   private readonly refusals: RefusalLog;
@@ -295,6 +300,7 @@ export class ZapAuthenticator {
   }
 
   async close(): Promise<void> {
+    await this.writer.flushed();
     if (!this.socket.closed) this.socket.close();
     await this.serving;
     this.refusals.flush(this.tally);
@@ -314,8 +320,15 @@ export class ZapAuthenticator {
   private async serve(): Promise<void> {
     try {
       for await (const frames of this.socket) {
-        const reply = this.answer(frames);
-        if (reply) await this.socket.send(reply);
+        let reply: ReturnType<ZapAuthenticator['answer']>;
+        try {
+          reply = this.answer(frames);
+        } catch (error) {
+          // One malformed request must not stop the handler, or no CURVE client could connect again.
+          this.log.error({ err: error }, 'ZAP request handling failed; that connection is refused');
+          continue;
+        }
+        if (reply) this.writer.write(reply);
       }
     } catch (error) {
       if (!this.socket.closed) this.log.error({ err: error }, 'the ZAP handler stopped: CURVE clients can no longer connect');

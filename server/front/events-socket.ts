@@ -15,7 +15,7 @@ import type { UpgradeHandler } from './http-front.ts';
 import { DEFAULT_ALLOWED_ORIGINS, originAllowed, parseOriginRule, presentsToken, refuseUpgrade, tokenDigest } from './upgrade-guard.ts';
 
 /** Beyond this many bytes waiting to be sent to a page, its events are skipped. */
-const MAX_BUFFERED_BYTES = 1 << 20;
+const MAX_BUFFERED_BYTES = 256 * 1024;
 const MAX_CONNECTIONS = 64;
 const PING_INTERVAL_MS = 30_000;
 

@@ -5,6 +5,16 @@ import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 
+/**
+ * The client hung up before its body was complete: there is nobody to answer, so the fronts
+ * neither reply nor count it as a request.
+ */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('the client closed the connection before its request was complete');
+  }
+}
+
 export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length'] ?? 0);
   if (declared > limit) {
@@ -24,7 +34,12 @@ export function readBody(request: IncomingMessage, limit: number): Promise<Buffe
       chunks.push(chunk);
     });
     request.on('end', () => resolve(Buffer.concat(chunks, size)));
-    request.on('error', reject);
+    // An aborted upload may end in 'error' or only in 'close'; either way it must settle, or
+    // the buffered part would be held for good.
+    request.on('error', () => reject(new ClientGoneError()));
+    request.on('close', () => {
+      if (!request.complete) reject(new ClientGoneError());
+    });
   });
 }
 
@@ -55,14 +70,27 @@ export function readMultipartFile(request: IncomingMessage, limit: number): Prom
         const chunks: Buffer[] = [];
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
         stream.on('limit', () => rejectFile(new ServiceError('payload_too_large', `the file is over the limit of ${limit} bytes`)));
+        stream.on('error', () => rejectFile(new ClientGoneError()));
         stream.on('close', () => resolveFile(Buffer.concat(chunks)));
       });
+      // Read by the parser's 'close' below; until then a rejection must not count as unhandled.
+      file.catch(() => undefined);
     });
     parser.on('error', (error: Error) => reject(new ServiceError('invalid_request', `bad multipart request: ${error.message}`)));
     parser.on('close', () => {
       if (!file) reject(new ServiceError('invalid_request', 'the multipart request has no field "file"'));
       else file.then((bytes) => resolve({ bytes, fields }), reject);
     });
+    // pipe() does not end the parser when the client hangs up mid-upload; without this the
+    // parser (and the part of the file it holds) would wait for ever.
+    const abandon = () => {
+      if (request.complete) return;
+      reject(new ClientGoneError());
+      request.unpipe(parser);
+      parser.destroy();
+    };
+    request.on('error', abandon);
+    request.on('close', abandon);
     request.pipe(parser);
   });
 }

@@ -14,7 +14,7 @@ import type { Hub } from '../hub.ts';
 import type { Logger } from '../log.ts';
 import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits, AdmittedRequest } from './admission.ts';
-import { discardBody, readBody, readMultipartFile } from './http-body.ts';
+import { ClientGoneError, discardBody, readBody, readMultipartFile } from './http-body.ts';
 import { presentsToken, tokenDigest } from './upgrade-guard.ts';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -40,6 +40,8 @@ export interface HttpFrontOptions {
   status: () => unknown;
   /** Prometheus exposition of the hub's metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Looks for new weights in the store and swaps to them; undefined when the hub is stopping. */
+  reloadModel?: () => unknown;
   /** When set, /api/* and /metrics need `Authorization: Bearer <token>` (or `?token=`, for pages). */
   apiToken?: string;
 }
@@ -76,10 +78,18 @@ export class HttpFront {
       });
     });
     this.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-      const handler = this.upgradeHandlers.get(path);
-      if (handler) handler(request, socket, head);
-      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      // Node takes its own error listener off a socket it hands over for an upgrade: a peer
+      // that resets now would raise an unhandled 'error' and take the process down.
+      socket.on('error', () => undefined);
+      try {
+        const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+        const handler = this.upgradeHandlers.get(path);
+        if (handler) handler(request, socket, head);
+        else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      } catch (error) {
+        this.log.error({ err: error, url: request.url }, 'WebSocket upgrade failed');
+        socket.destroy();
+      }
     });
     // Uploads of large images over slow links still fit; idle sockets do not pile up.
     this.server.requestTimeout = 120_000;
@@ -133,6 +143,12 @@ export class HttpFront {
         return sendJson(response, 200, this.options.status());
       case 'POST /api/classify':
         return this.classify(request, response, url);
+      case 'POST /api/model/reload': {
+        const swap = this.options.reloadModel?.();
+        if (swap === undefined) return sendJson(response, 503, { error: { code: 'shutting_down', message: 'the hub is stopping; no model swap' } });
+        // Accepted: the swap runs on; its steps show in /api/status and on /ws/events.
+        return sendJson(response, 202, { swap });
+      }
       case 'GET /metrics':
         if (this.options.metrics) return sendMetrics(response, await this.options.metrics());
         return sendJson(response, 404, { error: { code: 'not_found', message: 'metrics are not enabled' } });
@@ -150,15 +166,22 @@ export class HttpFront {
     const context: { requestId?: string } = { requestId: url.searchParams.get('request_id') ?? undefined };
     let reply: Reply;
     try {
+      // Asked before the body is read: under a flood, refusing costs no upload buffering.
+      const refusal = this.hub.refusalNow();
+      if (refusal) throw refusal;
       const admitted = await this.admit(request, url, context);
       reply = await this.hub.classify(admitted, receivedAt);
     } catch (error) {
+      if (error instanceof ClientGoneError) {
+        this.log.debug({ request_id: context.requestId }, 'HTTP client left before its request was complete');
+        return;
+      }
       reply = this.hub.refuse(error, { requestId: context.requestId });
     }
     const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
     // A refused body may still be arriving: read it to its end so the client sees the answer,
     // unless it is absurdly large, in which case closing is cheaper than reading it.
-    if (status === 413 && !(await discardBody(request, DISCARD_LIMIT_FACTOR * this.options.limits.maxImageBytes))) {
+    if ((status === 413 || !request.complete) && !(await discardBody(request, DISCARD_LIMIT_FACTOR * this.options.limits.maxImageBytes))) {
       response.setHeader('Connection', 'close');
     }
     sendJson(response, status, reply);
@@ -205,6 +228,8 @@ function withQuery(request: AdmittedRequest, url: URL, fields: Record<string, st
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  // The client may have hung up while its request ran: nothing to write to.
+  if (response.destroyed || response.writableEnded) return;
   const text = JSON.stringify(body);
   response.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   response.end(text);

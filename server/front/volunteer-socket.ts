@@ -38,6 +38,7 @@ const CLOSE_STOP = 1001;
 const CLOSE_VIOLATIONS = 1008;
 const CLOSE_REFUSED = 4001;
 const CLOSE_QUARANTINED_EARLY = 4002;
+const CLOSE_MODEL_CHANGED = 4003;
 /** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -206,6 +207,19 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     return true;
   }
 
+  /**
+   * The hub serves another model now (the `model` option already returns it): every tab is
+   * told and let go, so it rejoins, is welcomed with the new model, and gets work only once its
+   * hello names it. Jobs a tab was running go back to the queue; a late answer is dropped.
+   */
+  modelChanged(): void {
+    const model = this.model();
+    for (const connection of [...this.connections.values()]) {
+      this.send(connection, { type: 'model', model: { url: model.url, sha256: model.sha256, weights: model.weights } });
+      void this.closeConnection(connection, CLOSE_MODEL_CHANGED, 'model changed', `the hub changed its model to ${model.sha256}`);
+    }
+  }
+
   /** For shutdown: every tab is sent `stop` and closed; new tabs are refused from now on. */
   async stopAll(reason: string): Promise<void> {
     this.accepting = false;
@@ -258,7 +272,8 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     // ws reports the tab's protocol errors here (oversized, bad UTF-8, bad opcode) and then closes.
     ws.on('error', (error) => this.violation(connection, 'socket_error', error.message));
     ws.on('close', (code, reason) => this.finish(connection, `socket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
-    this.log.info({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
+    // Joining (the hello, with its model and adapter) is logged at info; a bare connection is not news.
+    this.log.debug({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
     const model = this.model();
     this.send(connection, {
       type: 'welcome',
@@ -397,7 +412,10 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       const silentMs = now - connection.lastHeard;
       if (silentMs > silenceLimit) {
         this.counters.dropped++;
-        this.log.warn({ volunteer: connection.id, silent_ms: Math.round(silentMs) }, 'volunteer dropped: silent');
+        // A tab that had joined matters to an operator; a bare connection that never said hello
+        // is noise (or a flood of them), kept to debug.
+        const level = connection.executor ? 'warn' : 'debug';
+        this.log[level]({ volunteer: connection.id, silent_ms: Math.round(silentMs) }, 'volunteer dropped: silent');
         // Finished first, so its batch is back in the queue before the socket is even gone.
         this.finish(connection, `silent for ${Math.round(silentMs)} ms`);
         connection.ws.terminate();
@@ -431,7 +449,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       executor.disconnect(reason);
       this.leaveScheduler(connection);
     }
-    this.log.info({ volunteer: connection.id, reason, jobs: executor?.jobsDone ?? 0 }, 'volunteer left');
+    this.log[executor ? 'info' : 'debug']({ volunteer: connection.id, reason, jobs: executor?.jobsDone ?? 0 }, 'volunteer left');
     const status = this.statusOf(connection);
     if (executor?.quarantineReason !== undefined) {
       this.quarantinedGone.push({ ...status, state: 'quarantined' });

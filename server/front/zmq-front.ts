@@ -1,8 +1,10 @@
 /**
  * The seed's front: a ZeroMQ ROUTER. DEALER clients send `[json]` (the ROUTER sees
  * `[identity, json]`); REQ clients add an empty delimiter (`[identity, "", json]`). Each reply
- * goes back in the envelope its request came in. A client that has gone away is simply not
- * answered: a ROUTER drops messages for peers it no longer has, and nobody else waits.
+ * goes back in the envelope its request came in. Every reply goes through one SocketWriter:
+ * sends never overlap (zeromq.js throws EBUSY when they do), and a reply for a client that has
+ * gone away, or that does not read its replies, is dropped for that client alone and counted
+ * (`resnet_hub_zmq_replies_dropped_total`); nobody else waits.
  *
  * With `security`, the ROUTER is a CURVE server: connections are encrypted, and a ZAP handler
  * (curve-auth.ts) lets in only clients whose public key is allowed.
@@ -12,10 +14,12 @@ import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import type { Hub } from '../hub.ts';
 import type { Logger } from '../log.ts';
-import { admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
+import { admitJson, maxJsonBytes, parseJsonRequest, peekRequestId, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits } from './admission.ts';
 import { curvePublicKeyOf, CurveConfigError, DEFAULT_ZAP_DOMAIN, ZapAuthenticator } from './curve-auth.ts';
 import type { CurveCounts, CurveSecurity } from './curve-auth.ts';
+import { SocketWriter } from './socket-writer.ts';
+import type { DropReason } from './socket-writer.ts';
 
 interface Envelope {
   /** Routing frames, including the REQ delimiter when there was one. */
@@ -33,6 +37,7 @@ export function splitEnvelope(frames: Buffer[]): Envelope {
 
 export class ZmqFront {
   private readonly router = new zmq.Router();
+  private readonly writer: SocketWriter;
   private serving: Promise<void> | undefined;
   private readonly replying = new Set<Promise<void>>();
   private receiving = true;
@@ -51,6 +56,11 @@ export class ZmqFront {
     // libzmq drops the connection instead of buffering an absurd message.
     this.router.maxMessageSize = maxJsonBytes(limits) * 2;
     this.router.linger = 1000;
+    // Fail a send at once (dropping that one reply) rather than wait on a peer that cannot take
+    // it; mandatory makes a vanished peer an error we can count instead of a silent discard.
+    this.router.sendTimeout = 0;
+    this.router.mandatory = true;
+    this.writer = new SocketWriter(this.router, { onDrop: (reason, error) => this.onDrop(reason, error) });
     if (security) {
       const publicKey = curvePublicKeyOf(security.secretKey);
       if (security.publicKey !== undefined && security.publicKey !== publicKey) {
@@ -94,8 +104,9 @@ export class ZmqFront {
 
   /** Stops receiving; replies still being computed are sent before the socket closes. */
   async close(): Promise<void> {
+    await this.writer.flushed();
     if (!this.router.closed) this.router.close();
-    await this.serving;
+    await this.serving?.catch(() => undefined);
     await this.authenticator?.close();
   }
 
@@ -114,9 +125,15 @@ export class ZmqFront {
     });
   }
 
-  /** Waits for every reply under way to be queued on the socket. */
+  /** Replies dropped so far because their client could not take them, by reason. */
+  get droppedReplies(): Record<DropReason, number> {
+    return this.writer.drops();
+  }
+
+  /** Waits for every reply under way to be handed to the socket. */
   async flush(): Promise<void> {
     while (this.replying.size > 0) await Promise.all(this.replying);
+    await this.writer.flushed();
   }
 
   /** Stops taking new messages but keeps the socket open for the replies still to come. */
@@ -151,12 +168,19 @@ export class ZmqFront {
           continue;
         }
         const receivedAt = performance.now();
-        const pending = this.handle(frames, receivedAt);
+        const pending = this.handle(frames, receivedAt).catch((error: unknown) => {
+          // handle() answers every error it expects; this is a bug, and the request is lost.
+          this.log.error({ err: error }, 'ZeroMQ request handler failed');
+        });
         this.replying.add(pending);
         void pending.finally(() => this.replying.delete(pending));
       }
     } catch (error) {
-      if (!this.router.closed) this.log.error({ err: error }, 'ZeroMQ receive loop stopped');
+      if (this.router.closed) return;
+      // A hub that no longer reads its ROUTER looks alive but answers nobody: let the
+      // process-wide last resort (server/last-resort.ts) drain and exit, so it is restarted.
+      this.log.error({ err: error }, 'ZeroMQ receive loop stopped');
+      throw error;
     }
   }
 
@@ -170,8 +194,17 @@ export class ZmqFront {
     } else {
       let requestId: string | undefined;
       try {
+        // Before the request is parsed: a flood of retries against a full queue is refused
+        // for the cost of finding its id, not of parsing and decoding its image.
+        const refusal = this.hub.refusalNow();
+        const peeked = refusal && peekRequestId(body);
+        if (refusal && peeked) {
+          requestId = peeked.requestId;
+          throw refusal;
+        }
         const { value } = parseJsonRequest(body, this.limits);
         requestId = salvageRequestId(value);
+        if (refusal) throw refusal;
         const request = admitJson(value, this.limits);
         reply = await this.hub.classify(request, receivedAt);
       } catch (error) {
@@ -182,17 +215,20 @@ export class ZmqFront {
   }
 
   private send(route: Buffer[], reply: Reply): void {
-    if (this.router.closed) return;
-    // A non-mandatory ROUTER queues or drops at once; it never blocks, so sends may overlap.
-    this.router.send([...route, JSON.stringify(reply)]).catch((error: unknown) => {
-      this.log.warn({ err: error }, 'could not send a reply');
-    });
+    this.writer.write([...route, JSON.stringify(reply)]);
+  }
+
+  private onDrop(reason: DropReason, error: unknown): void {
+    // Expected whenever clients vanish or stop reading: counted, and logged only at debug.
+    this.log.debug({ reason, code: (error as { code?: string } | undefined)?.code }, 'ZeroMQ reply dropped');
   }
 }
 
 /** The request id of a message the hub will not run, so that even its refusal names it. */
 function requestIdOf(body: Buffer | undefined): string | undefined {
   if (!body) return undefined;
+  const peeked = peekRequestId(body);
+  if (peeked) return peeked.requestId;
   try {
     return salvageRequestId(JSON.parse(body.toString('utf8')));
   } catch {

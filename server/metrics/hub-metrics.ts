@@ -10,6 +10,7 @@ import { isErrorReply } from '../../shared/protocol/classify.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { CurveCounts } from '../front/curve-auth.ts';
+import type { DropReason } from '../front/socket-writer.ts';
 import type { VolunteerHub } from '../front/volunteer-socket.ts';
 import type { Hub } from '../hub.ts';
 import type { Job } from '../scheduler/job.ts';
@@ -25,6 +26,8 @@ export interface MetricsSources {
   log: Logger;
   /** ZeroMQ CURVE handshakes accepted and refused (by reason), when CURVE is on. */
   zmqAuth?: () => CurveCounts | undefined;
+  /** ZeroMQ replies dropped because their client was gone or not reading, by reason. */
+  zmqDrops?: () => Record<DropReason, number>;
 }
 
 /** From a few ms (a local worker's queue wait) to a software-GPU volunteer's tens of seconds. */
@@ -153,6 +156,21 @@ export class HubMetrics {
           this.reset();
           this.inc({ result: 'accepted', reason: '' }, counts.accepted);
           for (const [reason, count] of Object.entries(counts.refusedByReason)) this.inc({ result: 'refused', reason }, count ?? 0);
+        },
+      });
+    }
+
+    const { zmqDrops } = sources;
+    if (zmqDrops) {
+      new Counter({
+        name: 'resnet_hub_zmq_replies_dropped_total',
+        help: 'ZeroMQ replies dropped for one client alone: gone (peer_gone), not reading (peer_full), or the writer queue full.',
+        labelNames: ['reason'] as const,
+        registers,
+        collect() {
+          // The front's writer keeps the totals; the counter mirrors them at each scrape.
+          this.reset();
+          for (const [reason, count] of Object.entries(zmqDrops())) this.inc({ reason }, count);
         },
       });
     }

@@ -3,13 +3,15 @@
  * exactly once: by a result, an error, or its deadline, whichever comes first.
  */
 import type { TopK } from '../../shared/labels.ts';
-import type { ExecutorInfo } from '../../shared/protocol/classify.ts';
+import type { ExecutorInfo, ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 
 export interface JobSuccess {
   ok: true;
   result: TopK;
   executor: ExecutorInfo;
+  /** The model the result was computed with. */
+  model?: ModelInfo;
   queueMs: number;
   inferenceMs: number;
 }
@@ -34,6 +36,10 @@ export interface JobOptions {
   deadlineAt?: number;
   /** A client's request, or the hub's own re-run of one to check a volunteer. */
   purpose?: 'request' | 'verification';
+  /** The model it must be computed with; the scheduler's current one when not given. */
+  model?: ModelInfo;
+  /** Keeps `model` even when the hub moves to another one before it runs (a check of an answer from that model). */
+  pinned?: boolean;
 }
 
 let nextJobNumber = 0;
@@ -45,6 +51,13 @@ export class Job {
   readonly offload: boolean;
   readonly deadlineAt: number | undefined;
   readonly purpose: 'request' | 'verification';
+  /**
+   * The weights it must be computed with: only an executor serving these may run it, and the
+   * reply names them. Set when it is submitted; moved to the new model at a swap while it has
+   * not started (unless pinned), so no answer of the old model reaches a job of the new.
+   */
+  model: ModelInfo | undefined;
+  readonly pinned: boolean;
   readonly enqueuedAt = performance.now();
   startedAt: number | undefined;
   attempts = 0;
@@ -62,6 +75,8 @@ export class Job {
     this.offload = options.offload;
     this.deadlineAt = options.deadlineAt;
     this.purpose = options.purpose ?? 'request';
+    this.model = options.model;
+    this.pinned = options.pinned ?? false;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (this.deadlineAt !== undefined) {
       const delay = Math.max(0, this.deadlineAt - performance.now());

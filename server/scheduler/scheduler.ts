@@ -7,6 +7,7 @@
  * once, whatever happens: the first answer wins.
  */
 import { EventEmitter } from 'node:events';
+import type { ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Executor } from '../executors/executor.ts';
@@ -67,6 +68,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private batchTimer: NodeJS.Timeout | undefined;
   private pumping = false;
   private closedWith: ServiceError | undefined;
+  /** The model new jobs are computed with; moved at a swap. */
+  private current: ModelInfo | undefined;
 
   constructor(options: SchedulerOptions = {}) {
     super();
@@ -74,6 +77,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.batchWaitMs = options.batchWaitMs ?? 0;
     this.offload = options.offload ?? 'auto';
     this.hedgeAfter = options.hedgeAfter;
+  }
+
+  /** The model jobs submitted from now on are computed with. */
+  get model(): ModelInfo | undefined {
+    return this.current;
+  }
+
+  /**
+   * From this instant new jobs, and every waiting job not pinned to its model, are computed
+   * with `model`: only executors serving it take them. Jobs already running finish on the
+   * executor they are on, with the model they started with.
+   */
+  switchModel(model: ModelInfo): void {
+    this.current = model;
+    for (const job of this.queue) if (!job.pinned) job.model = model;
+    this.pump();
+  }
+
+  /** Jobs waiting or running that must be computed with this model (what its executors still hold). */
+  jobsFor(modelSha256: string): number {
+    let count = this.queue.filter((job) => !job.settled && job.model?.sha256 === modelSha256).length;
+    for (const batches of this.executors.values()) for (const batch of batches) count += batch.jobs.filter((job) => !job.settled && job.model?.sha256 === modelSha256).length;
+    return count;
+  }
+
+  /** Settles the waiting jobs pinned to a model no executor serves any more. */
+  failPinned(modelSha256: string, error: ServiceError): void {
+    for (const job of [...this.queue]) if (job.pinned && job.model?.sha256 === modelSha256) job.settle({ ok: false, error });
   }
 
   /** Every answer from a volunteer goes through `reviewer` before it settles its job. */
@@ -114,6 +145,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       job.settle({ ok: false, error: this.closedWith });
       return;
     }
+    job.model ??= this.current;
     void job.outcome().then((outcome) => {
       // A job that timed out while waiting leaves the queue now, not when it reaches the head:
       // the queue's depth is what admission control bounds.
@@ -150,16 +182,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     try {
       while (this.queue.length > 0) {
         this.dropSettledHead();
-        const head = this.queue[0];
-        if (!head) break;
-        const best = this.earliestFinisher(head);
-        if (!best || !this.hasFreeSlot(best)) break;
-        if (this.holdForFullerBatch(best, head)) break;
-        this.dispatch(best, this.takeBatch(best));
+        const executor = this.nextToStart();
+        if (!executor) break;
+        this.dispatch(executor, this.takeBatch(executor));
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * The executor to start next: for the first waiting job of each model, in queue order, the
+   * one expected to finish it first, if that one is free. Jobs of one model keep their order;
+   * during a swap, jobs of one model waiting for its busy workers do not hold up the other's.
+   */
+  private nextToStart(): Executor | undefined {
+    const blocked = new Set<string | undefined>();
+    for (const job of this.queue) {
+      const model = job.model?.sha256;
+      if (job.settled || blocked.has(model)) continue;
+      const best = this.earliestFinisher(job);
+      if (best && this.hasFreeSlot(best)) return this.holdForFullerBatch(best, job) ? undefined : best;
+      blocked.add(model);
+    }
+    return undefined;
   }
 
   /** True (and a timer set) when the batch for `executor` should wait a little for more jobs. */
@@ -186,6 +232,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private eligible(job: Job, executor: Executor): boolean {
     if (!executor.available || this.retiring.has(executor) || job.runningOn.has(executor)) return false;
+    if (job.model && job.model.sha256 !== executor.modelSha256) return false;
     return executor.kind === 'local' || (job.offload && this.offload !== 'off');
   }
 
@@ -270,6 +317,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
             ok: true,
             result: batch.results[i],
             executor: info,
+            model: job.model,
             queueMs: (job.startedAt ?? startedAt) - job.enqueuedAt,
             inferenceMs: batch.inferenceMs,
           };
@@ -322,6 +370,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const job of jobs) {
       // Settled, or still running elsewhere (a hedge): nothing to re-queue.
       if (job.settled || job.runningOn.size > 0) continue;
+      // It has no answer yet: after a swap it is computed with the model in use now.
+      if (!job.pinned && this.current) job.model = this.current;
       if (job.attempts < this.maxAttempts) retry.push(job);
       else job.settle({ ok: false, error: new ServiceError('internal', `inference failed ${job.attempts} times: ${error.message}`) });
     }

@@ -43,7 +43,8 @@ export function createVerifier(scheduler: Scheduler, options: VerifierOptions): 
   const random = options.random ?? Math.random;
 
   const recompute = async (job: Job): Promise<JobOutcome> => {
-    const check = new Job({ id: `${job.id}:verify`, image: job.image, offload: false, purpose: 'verification' });
+    // Pinned to the volunteer's model: across a swap, the check is made with the weights the answer came from.
+    const check = new Job({ id: `${job.id}:verify`, image: job.image, offload: false, purpose: 'verification', model: job.model, pinned: true });
     // In front of the queue: a reply may be waiting for it.
     scheduler.submit(check, true);
     return check.outcome();

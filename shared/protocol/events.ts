@@ -3,6 +3,7 @@
  * life of each request, executors coming and going, and a statistics sample every second.
  * A new connection first gets a `snapshot`, so a page that opens mid-run draws at once.
  */
+import type { ModelSwapEvent } from './model-swap.ts';
 import type { ExecutorInfo, Timing } from './classify.ts';
 import type { ErrorCode } from './errors.ts';
 import type { ExecutorStatus, StatusReport } from './status.ts';
@@ -124,7 +125,9 @@ export interface SnapshotEvent {
   activity: ExecutorEvent[];
 }
 
-export type HubEvent = RequestEvent | ExecutorEvent | StatsEvent | SnapshotEvent;
+export type { ModelSwapEvent };
+
+export type HubEvent = RequestEvent | ExecutorEvent | StatsEvent | SnapshotEvent | ModelSwapEvent;
 
 export function isRequestEvent(event: HubEvent): event is RequestEvent {
   return event.type.startsWith('request.');

@@ -4,6 +4,7 @@
  */
 import type { HubInfo, ModelInfo } from './classify.ts';
 import type { AdapterInfo, VolunteerBackend } from './volunteer.ts';
+import type { ModelSwapStatus } from './model-swap.ts';
 
 export interface EngineTrial {
   engine: string;
@@ -93,5 +94,7 @@ export interface StatusReport {
   queue: { depth: number; running: number };
   /** Replies so far by outcome: `ok` or an error code. */
   requests: Record<string, number>;
+  /** A swap to new weights under way, and the swaps since start. */
+  model_swap?: ModelSwapStatus;
   uptime_s: number;
 }

@@ -51,13 +51,16 @@ export const VolunteerMessageSchema = z.discriminatedUnion('type', [
 ]);
 export type VolunteerMessage = z.infer<typeof VolunteerMessageSchema>;
 
+/** The model a tab must run: where its files are, and the weights' SHA-256 they must have. */
+const VolunteerModelSchema = z.object({ url: z.string(), sha256: z.string(), weights: z.enum(['imagenet', 'untrained']) });
+
 /** Hub → tab. */
 export const HubMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('welcome'),
     protocol: z.literal(VOLUNTEER_PROTOCOL_VERSION),
     volunteer_id: z.string(),
-    model: z.object({ url: z.string(), sha256: z.string(), weights: z.enum(['imagenet', 'untrained']) }),
+    model: VolunteerModelSchema,
     heartbeat_ms: z.number().positive(),
     top_k: z.int().min(1).max(MAX_TOP),
     max_batch: z.int().min(1).max(MAX_VOLUNTEER_BATCH),
@@ -66,6 +69,8 @@ export const HubMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('stop'), reason: z.string() }),
   z.object({ type: z.literal('quarantined'), reason: z.string() }),
   z.object({ type: z.literal('refused'), reason: z.string() }),
+  /** The hub now serves another model: the tab reconnects at once and is welcomed with it. */
+  z.object({ type: z.literal('model'), model: VolunteerModelSchema }),
 ]);
 export type HubMessage = z.infer<typeof HubMessageSchema>;
 

@@ -20,6 +20,8 @@ export interface HubProcess {
 
 export interface StartOptions {
   args?: string[];
+  /** Node flags before the hub's own (e.g. `--import` a fault injector). */
+  nodeArgs?: string[];
   /** Resolve once the HTTP port is known, before the workers are warm. */
   untilListening?: boolean;
   timeoutMs?: number;
@@ -29,6 +31,7 @@ export interface StartOptions {
 
 export async function startHub(options: StartOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
   const args = [
+    ...(options.nodeArgs ?? []),
     ...LOOPBACK_HUB_ARGV,
     '--model-dir',
     TEST_MODEL_DIR,

@@ -89,6 +89,10 @@ function onEvent(event: HubEvent): void {
     case 'stats':
       renderExecutorStrip(strip, event.executors);
       return;
+    case 'model.swap':
+      // New weights while the page is open: the banner follows without a reload.
+      showModelBanner(byId('model-banner'), event.model);
+      return;
     case 'request.queued':
       if (event.request_id) cards.get(event.request_id)?.markQueued(event.queue_depth);
       return;

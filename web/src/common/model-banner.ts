@@ -11,11 +11,11 @@ export function showModelBanner(banner: HTMLElement, model: ModelInfo & { warnin
     banner,
     el('strong', { text: 'Untrained weights. ' }),
     'This hub runs a ResNet50 with random weights: the labels are real ImageNet classes, but the predictions mean nothing. ',
-    'To get real predictions, stop the hub and run ',
+    'To get real predictions, run ',
     el('code', { text: 'npm run model:fetch' }),
     ' (needs internet) or ',
     el('code', { text: 'npm run model:import -- weights.h5' }),
-    '.',
+    ': the hub takes the new weights while it serves, and this notice goes away.',
   );
   banner.hidden = false;
 }

@@ -9,7 +9,7 @@ import { EventStream } from '../common/events-client.ts';
 import { showLiveBadge } from '../common/live-badge.ts';
 import { carryApiToken } from '../common/api-token.ts';
 import { showModelBanner } from '../common/model-banner.ts';
-import { logExecutorEvent } from './activity-log.ts';
+import { logExecutorEvent, logSwapEvent } from './activity-log.ts';
 import { TrafficCharts } from './charts.ts';
 import { renderExecutorsTable } from './executors-table.ts';
 import { RecentTable } from './recent-table.ts';
@@ -22,7 +22,18 @@ const tiles = new Tiles();
 const activity = byId<HTMLOListElement>('activity');
 const activityEmpty = byId('activity-empty');
 
+/** The last status seen, kept up to date by model.swap events between snapshots. */
+let shown: StatusReport | undefined;
+
+function swapFact(status: StatusReport): string {
+  const swap = status.model_swap?.current ?? status.model_swap?.history.at(-1);
+  if (!swap) return 'none since start';
+  const to = swap.to ? ` → ${swap.to.slice(0, 12)}…` : '';
+  return `#${swap.id}${to}: ${swap.state}${swap.reason ? ` (${swap.reason})` : ''}`;
+}
+
 function showModel(status: StatusReport): void {
+  shown = status;
   showModelBanner(byId('model-banner'), status.model);
   fill(
     byId('model-facts'),
@@ -37,6 +48,8 @@ function showModel(status: StatusReport): void {
     el('dd', { class: 'mono', text: `${status.model.sha256.slice(0, 12)}…`, attrs: { title: status.model.sha256 } }),
     el('dt', { text: 'Local engine' }),
     el('dd', { text: status.engine.chosen ?? '—' }),
+    el('dt', { text: 'Model swap' }),
+    el('dd', { text: swapFact(status), attrs: { 'data-swap-state': status.model_swap?.current?.state ?? status.model_swap?.history.at(-1)?.state ?? 'none' } }),
   );
 }
 
@@ -69,6 +82,14 @@ function onEvent(event: HubEvent): void {
     case 'executor.quarantined':
       logExecutorEvent(activity, activityEmpty, event);
       return;
+    case 'model.swap': {
+      logSwapEvent(activity, activityEmpty, event);
+      if (!shown) return;
+      const finished = ['done', 'failed', 'refused'].includes(event.swap.state);
+      const history = shown.model_swap?.history ?? [];
+      showModel({ ...shown, model: event.model, model_swap: { current: finished ? undefined : event.swap, history: finished ? [...history, event.swap] : history } });
+      return;
+    }
     default:
       return;
   }

@@ -322,6 +322,12 @@ export class VolunteerSession {
         // The hub is shutting down or restarting: come back later.
         this.lost(`the hub is stopping (${message.reason})`, 2);
         break;
+      case 'model':
+        // New weights on the hub: rejoin straight away; the welcome names them, and the model is
+        // fetched (or found in the cache) and checked against their hash before any new job.
+        this.attempt = 0;
+        this.lost(`the hub changed its model to ${message.model.sha256.slice(0, 12)}…; loading it`);
+        break;
       case 'quarantined':
         this.shutDown('quarantined', 'Quarantined by the hub', message.reason);
         break;
