@@ -75,6 +75,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
         precision: config.precision,
         modelSha256: served.weightsSha256,
         idOffset: generation * (pools.current?.parallelism?.workers ?? 0),
+        // Images being decoded count too: each is about to want a worker.
+        pendingWork: () => hub.waiting,
         maxBatch: config.maxBatch,
         topK: MAX_TOP,
       },

@@ -13,12 +13,17 @@ export interface StormCounts {
   inFlight: number;
 }
 
+const LATENCY_SAMPLES = 10_000;
+
 export class StormLedger {
   private readonly pending = new Map<string, { sentAt: number; lane: string }>();
   private readonly settled = new Set<string>();
   readonly byCode: Record<string, number> = {};
   readonly byLane: Record<string, Record<string, number>> = {};
+  /** Latencies by reply code: every result's, and the first LATENCY_SAMPLES of each error code (a storm has millions). */
   readonly latencyMs: Record<string, number[]> = {};
+  /** Results' latencies by lane (the admitted requests of each kind of client). */
+  readonly okLatencyByLane: Record<string, number[]> = {};
   /** HTTP statuses seen, for the HTTP lanes. */
   readonly httpStatuses: Record<string, number> = {};
   readonly counts: StormCounts = { sent: 0, answered: 0, lost: 0, duplicated: 0, stray: 0, inFlight: 0 };
@@ -48,7 +53,10 @@ export class StormLedger {
     this.byCode[code] = (this.byCode[code] ?? 0) + 1;
     const lane = (this.byLane[entry.lane] ??= {});
     lane[code] = (lane[code] ?? 0) + 1;
-    (this.latencyMs[code] ??= []).push(performance.now() - entry.sentAt);
+    const latency = performance.now() - entry.sentAt;
+    const samples = (this.latencyMs[code] ??= []);
+    if (code === 'ok' || samples.length < LATENCY_SAMPLES) samples.push(latency);
+    if (code === 'ok') (this.okLatencyByLane[entry.lane] ??= []).push(latency);
     if (httpStatus !== undefined) this.httpStatuses[httpStatus] = (this.httpStatuses[httpStatus] ?? 0) + 1;
     return true;
   }

@@ -16,6 +16,8 @@ import type { SoakOptions } from '../soak/cli.ts';
 import { summarizeMemory } from '../soak/memory.ts';
 import { Monitor } from '../soak/monitor.ts';
 import { renderRssChart } from '../soak/rss-chart.ts';
+import * as zmq from 'zeromq';
+import { percentile } from '../../shared/stats.ts';
 import { StormLedger } from './ledger.ts';
 import { httpAborters, httpUploaders } from './http-attackers.ts';
 import { connectAndDrop, silentPeers } from './ws-attackers.ts';
@@ -108,6 +110,8 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
   process.stderr.write(`storm: starting the hub (${path.relative(process.cwd(), options.modelDir)})\n`);
   const hub = await spawnHub({ args: options.hubArgs, timeoutMs: options.startupTimeoutS * 1000 });
   const target = { zmq: hub.zmq, http: String(hub.ready.http) };
+  // The yardstick for admitted latency: a lone request, before any storm.
+  const serviceMs = await loneRequestMs(target.zmq, photoBody(photoFile));
   const ledger = new StormLedger();
   const startedAt = performance.now();
   const monitor = new Monitor({
@@ -158,8 +162,12 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
   for (const code of Object.keys(ledger.byCode)) if (!ALLOWED.has(code)) problems.push(`${ledger.byCode[code]} replies with code ${code}`);
   if (exit.code !== 0) problems.push(`the hub exited with ${exit.code ?? exit.signal}${exit.killed ? ' (killed after the timeout)' : ''}`);
 
+  const admitted = ledger.okLatencyByLane['zmq-no-backoff'] ?? [];
+  const admittedP99 = admitted.length > 0 ? percentile(admitted, 99) : null;
   const result = {
     processor: lscpuModelName(),
+    lone_request_ms: serviceMs,
+    no_backoff_admitted: { count: admitted.length, p50_ms: admitted.length > 0 ? percentile(admitted, 50) : null, p99_ms: admittedP99, p99_over_lone: admittedP99 && admittedP99 / serviceMs },
     minutes: options.minutes,
     hub_args: options.hubArgs,
     phases: log,
@@ -182,6 +190,7 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
       `requests: sent ${ledger.counts.sent}, answered ${ledger.counts.answered}, lost ${ledger.counts.lost} (before SIGTERM: ${lostBeforeSignal}), duplicated ${ledger.counts.duplicated}, stray ${ledger.counts.stray}`,
       `by code: ${Object.entries(ledger.byCode).map(([code, n]) => `${code} ${n}`).join(', ')}`,
       `HTTP statuses: ${Object.entries(ledger.httpStatuses).map(([status, n]) => `${status} ${n}`).join(', ')}`,
+      `admitted under 64 no-back-off clients: ${admitted.length}, p99 ${admittedP99?.toFixed(0) ?? '-'} ms = ${result.no_backoff_admitted.p99_over_lone?.toFixed(1) ?? '-'} × a lone request (${serviceMs.toFixed(1)} ms, median of 7)`,
       `RSS: start ${mib(memory.startMiB)}, peak ${mib(memory.peakMiB)}, end ${mib(memory.endMiB)}, slope over the second half ${memory.slopeMiBPerMin?.toFixed(1) ?? '-'} MiB/min`,
       `hub exit: ${exit.code}, ${exitAfterSignalMs.toFixed(0)} ms after SIGTERM`,
       ...problems.map((problem) => `PROBLEM: ${problem}`),
@@ -190,6 +199,24 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
     ].join('\n'),
   );
   return problems.length === 0 ? 0 : 1;
+}
+
+/** Median end-to-end time of 7 lone requests, one after another. */
+async function loneRequestMs(endpoint: string, body: (id: string) => string): Promise<number> {
+  const socket = new zmq.Dealer({ linger: 0, receiveTimeout: 60_000 });
+  socket.connect(endpoint);
+  try {
+    const times: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const started = performance.now();
+      await socket.send(body(`lone-${i}`));
+      await socket.receive();
+      times.push(performance.now() - started);
+    }
+    return percentile(times, 50);
+  } finally {
+    socket.close();
+  }
 }
 
 /** Resolves once the process is gone: the last phase's clients stop when the hub does. */

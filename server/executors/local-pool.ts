@@ -25,6 +25,8 @@ export interface LocalPoolOptions {
   precision?: Precision;
   /** The weights' SHA-256 in modelDir: the pool's workers serve this model. */
   modelSha256: string;
+  /** Requests on their way to the workers (decoding or queued); default: the scheduler's queue. */
+  pendingWork?: () => number;
   /** Workers are named local-(n+1), local-(n+2)…: a pool started by a model swap continues the numbers. */
   idOffset?: number;
   maxBatch: number;
@@ -141,7 +143,10 @@ export class LocalPool {
       threads: parallelism.threadsPerWorker,
       spin: !oversubscribes(parallelism, this.options.cores),
       soloThreads: parallelism.soloThreads,
-      isAlone: () => this.slots.every((other, i) => i === slot || !other.busy),
+      // Solo (every core on one batch) only when nothing else is waiting either: a job queued
+      // behind it would start on another worker at once, and three threads on two cores slow
+      // the solo batch far more than its extra thread gains.
+      isAlone: () => (this.options.pendingWork?.() ?? this.scheduler.queueDepth) === 0 && this.slots.every((other, i) => i === slot || !other.busy),
       modelDir: this.options.modelDir,
       precision: this.options.precision,
       modelSha256: this.options.modelSha256,

@@ -176,7 +176,7 @@ export class HttpFront {
         this.log.debug({ request_id: context.requestId }, 'HTTP client left before its request was complete');
         return;
       }
-      reply = this.hub.refuse(error, { requestId: context.requestId });
+      reply = await this.hub.refusePaced(error, { requestId: context.requestId });
     }
     const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
     // A refused body may still be arriving: read it to its end so the client sees the answer,

@@ -208,7 +208,7 @@ export class ZmqFront {
         const request = admitJson(value, this.limits);
         reply = await this.hub.classify(request, receivedAt);
       } catch (error) {
-        reply = this.hub.refuse(error, { requestId });
+        reply = await this.hub.refusePaced(error, { requestId });
       }
     }
     this.send(route, reply);
