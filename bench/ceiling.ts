@@ -5,6 +5,7 @@
  */
 import { loadEngine } from '../server/engines/create-engine.ts';
 import type { Engine, EngineName } from '../server/engines/engine.ts';
+import type { Precision } from '../shared/protocol/classify.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';
 import { cpuShare, cpuSnapshot } from './cpu-share.ts';
 import type { CpuShare } from './cpu-share.ts';
@@ -13,6 +14,8 @@ import type { Summary } from '../shared/stats.ts';
 
 export interface CeilingOptions {
   engine: EngineName;
+  /** int8: model.int8.onnx (onnx engine), which the caller has made current. */
+  precision?: Precision;
   modelDir: string;
   threads: number;
   batchSizes: readonly number[];
@@ -32,6 +35,8 @@ export interface BatchThroughput {
 
 export interface CeilingResult {
   engine: EngineName;
+  /** Absent in results older than int8 (they are fp32). */
+  precision?: Precision;
   threads: number;
   loadMs: number;
   /** Batch 1: the single-image latency. */
@@ -46,7 +51,7 @@ const RUNS = { min: 3, max: 1000 };
 export async function measureCeiling(options: CeilingOptions): Promise<CeilingResult> {
   options.onPhase?.('loading engine');
   const loadStarted = performance.now();
-  const engine = await loadEngine(options.engine, { modelDir: options.modelDir, threads: options.threads });
+  const engine = await loadEngine(options.engine, { modelDir: options.modelDir, precision: options.precision, threads: options.threads });
   const loadMs = performance.now() - loadStarted;
   try {
     // Batch 1 first: its runs are also the single-image latency.
@@ -68,6 +73,7 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRe
     const best = batches.reduce((a, b) => (b.imagesPerS > a.imagesPerS ? b : a));
     return {
       engine: options.engine,
+      precision: options.precision ?? 'fp32',
       threads: options.threads,
       loadMs,
       singleImage: batches[0].msPerBatch,

@@ -11,11 +11,15 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ENGINE_NAMES } from '../server/engines/engine.ts';
 import type { EngineName } from '../server/engines/engine.ts';
 import { resolveParallelism } from '../server/engines/parallelism.ts';
+import { PRECISION_CHOICES } from '../server/config.ts';
+import type { Precision } from '../shared/protocol/classify.ts';
 import { defaultModelDir, REPO_ROOT } from './model.ts';
 import { splitEndpoints } from '../client/index.ts';
 
 export interface BenchOptions {
   engine: EngineName;
+  /** `--precision`: the model the ceiling and the hub run (the hub's `--precision`). */
+  precision: Precision;
   modelDir: string;
   concurrency: number[];
   durationS: number;
@@ -37,11 +41,13 @@ export interface BenchOptions {
   endpoints: string[] | null;
   /** `--compare-fleet`: one hub of two workers against two hubs of one worker through the client. */
   compareFleet: boolean;
+  /** `--compare-precision`: fp32 then int8, each with its ceiling and its hub's sweep, and the ratios. */
+  comparePrecision: boolean;
 }
 
 const DEFAULT_IMAGES = ['chelsea', 'coffee', 'astronaut', 'rocket'].map((name) => `test/fixtures/photos/${name}.jpg`);
 /** Set by the bench itself; a second value in the passthrough would make the ceiling measure something else. */
-const OWNED_HUB_FLAGS = ['--engine', '--model-dir', '--zmq', '--http-port', '--http-host'];
+const OWNED_HUB_FLAGS = ['--engine', '--precision', '--model-dir', '--zmq', '--http-port', '--http-host'];
 
 export function parseBenchOptions(argv: readonly string[]): BenchOptions {
   const command = new Command('npm run bench')
@@ -50,6 +56,11 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
         'Hub flags: repeat --hub-arg, or put them after `--` (e.g. npm run bench -- --engine wasm -- --max-batch 4).',
     )
     .addOption(new Option('--engine <name>', 'inference engine, for the ceiling and the hub').choices(ENGINE_NAMES).default('onnx'))
+    .addOption(
+      new Option('--precision <precision>', 'model precision, for the ceiling and the hub (int8: model.int8.onnx, quantized first when missing; onnx engine only)')
+        .choices(PRECISION_CHOICES)
+        .default('fp32'),
+    )
     .option('--model-dir <dir>', 'model store', defaultModelDir())
     .option('--concurrency <list>', 'comma-separated client counts to sweep', intList(1, 1024), [1, 2, 4, 8, 16, 32])
     .option('--duration-s <s>', 'measured seconds per step', positive(3600), 15)
@@ -74,12 +85,18 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       'compare, in one run, one hub of two workers against two hubs of one worker each driven through the client library (threads per worker: --threads, default 1)',
       false,
     )
+    .option(
+      '--compare-precision',
+      'measure, in one run, fp32 then int8 (onnx engine): each one\'s raw ceiling and hub sweep, the ratios between them and where the hub\'s time and CPU go',
+      false,
+    )
     .argument('[hub-args...]', 'after `--`: more arguments for the hub')
     .showHelpAfterError('(add --help for usage)');
   command.parse(argv as string[]);
 
   const opts = command.opts<{
     engine: EngineName;
+    precision: Precision;
     modelDir: string;
     concurrency: number[];
     durationS: number;
@@ -95,8 +112,17 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     hubArg: string[];
     endpoints?: string;
     compareFleet: boolean;
+    comparePrecision: boolean;
   }>();
   if (opts.endpoints !== undefined && opts.compareFleet) command.error('--endpoints and --compare-fleet exclude each other: the comparison starts its own hubs');
+  const modes = [opts.endpoints !== undefined && '--endpoints', opts.compareFleet && '--compare-fleet', opts.comparePrecision && '--compare-precision'].filter(Boolean);
+  if (modes.length > 1) command.error(`${modes.join(' and ')} exclude each other: each is a run of its own`);
+  if ((opts.precision === 'int8' || opts.comparePrecision) && opts.engine !== 'onnx') {
+    command.error(`int8 runs only on the onnx engine; --engine ${opts.engine} computes in fp32`);
+  }
+  if (opts.comparePrecision && command.getOptionValueSource('precision') === 'cli') {
+    command.error('--compare-precision measures both precisions; leave --precision out');
+  }
   const operands = command.args;
   const separator = argv.indexOf('--');
   if (operands.length > 0 && (separator < 0 || argv.length - separator - 1 < operands.length)) {
@@ -105,7 +131,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
   const userHubArgs = [...opts.hubArg, ...operands];
   for (const flag of OWNED_HUB_FLAGS) {
     if (flagValue(userHubArgs, flag) === undefined) continue;
-    const instead = flag === '--engine' || flag === '--model-dir' ? `use the bench's ${flag}` : 'the bench binds the hub to loopback on free ports';
+    const instead = flag === '--engine' || flag === '--model-dir' || flag === '--precision' ? `use the bench's ${flag}` : 'the bench binds the hub to loopback on free ports';
     command.error(`hub flag ${flag} is set by the bench: ${instead}`);
   }
 
@@ -132,9 +158,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     threads === null
       ? []
       : [...(hubThreads === undefined ? ['--threads-per-worker', String(threads)] : []), ...(hubSolo === undefined ? ['--solo-threads', '0'] : [])];
-  const hubArgs = ['--engine', opts.engine, '--model-dir', modelDir, ...pinned, ...userHubArgs];
+  const hubArgs = ['--engine', opts.engine, '--precision', opts.precision, '--model-dir', modelDir, ...pinned, ...userHubArgs];
   return {
     engine: opts.engine,
+    precision: opts.precision,
     modelDir,
     concurrency: opts.concurrency,
     durationS: opts.durationS,
@@ -151,6 +178,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     hubArgs,
     endpoints: opts.endpoints === undefined ? null : splitEndpoints(opts.endpoints),
     compareFleet: opts.compareFleet,
+    comparePrecision: opts.comparePrecision,
   };
 }
 
@@ -162,6 +190,12 @@ export function ceilingThreadCounts(engine: EngineName, cores: number, requested
   if (requested !== null) return [requested];
   const oneEngine = resolveParallelism(engine, cores, { workers: 1 }).threadsPerWorker;
   return [...new Set([1, oneEngine])];
+}
+
+/** The hub's arguments with its `--precision` set to `precision` (the bench always puts one in). */
+export function withPrecision(hubArgs: readonly string[], precision: Precision): string[] {
+  const at = hubArgs.indexOf('--precision');
+  return at < 0 ? [...hubArgs, '--precision', precision] : hubArgs.map((arg, i) => (i === at + 1 ? precision : arg));
 }
 
 /** The value of `--flag v` or `--flag=v` in an argument list (the last one, as commander takes it). */

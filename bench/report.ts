@@ -9,11 +9,15 @@ import type { CpuShare } from './cpu-share.ts';
 import type { HubExit } from './hub.ts';
 import type { StepResult } from './load-generator.ts';
 import type { RssSummary } from './rss-sampler.ts';
+import { formatThreadCpu } from './thread-cpu.ts';
+import type { ThreadCpu } from './thread-cpu.ts';
 import { round } from '../shared/stats.ts';
 import { renderChart } from './svg-chart.ts';
 
 export interface BenchConfig {
   engine: string;
+  /** Absent in results older than int8. */
+  precision?: string;
   modelDir: string;
   /** `--threads`: the ceiling's only thread count and each hub worker's (no solo mode); null: the hub's defaults. */
   threads: number | null;
@@ -50,8 +54,8 @@ export interface Headline {
   mismatched: number;
 }
 
-/** A sweep step and the cores each party used during its measured window. */
-export type BenchStep = StepResult & { cpu: CpuShare | null };
+/** A sweep step, the cores each party used during its measured window, and the hub's split by thread group. */
+export type BenchStep = StepResult & { cpu: CpuShare | null; threadCpu?: ThreadCpu | null };
 
 export interface BenchResult {
   startedAt: string;
@@ -170,12 +174,14 @@ export function formatHeadline(result: BenchResult): string {
   const raw = h.ceiling?.singleImage;
   if (best) {
     const tried = `best of t=${ceilings.map((c) => c.threads).join(',')} × b=${[...new Set(ceilings.flatMap((c) => c.batches.map((b) => b.batch)))].join(',')}`;
-    lines.push(`ceiling: ${num(best.imagesPerS, 2)} img/s at t=${best.threads} b=${best.batch} (${ceilings[0].engine}, one engine in this process; ${tried})`);
+    lines.push(`ceiling: ${num(best.imagesPerS, 2)} img/s at t=${best.threads} b=${best.batch} (${ceilings[0].engine} ${ceilings[0].precision ?? 'fp32'}, one engine in this process; ${tried})`);
   }
   if (raw) lines.push(`raw single image: p50 ${num(raw.p50Ms)} ms at t=${raw.threads}`);
   if (h.saturation) {
     const ratio = h.saturationOverCeiling === null ? '' : ` = ${num(h.saturationOverCeiling, 2)} × ceiling`;
     lines.push(`saturation: ${num(h.saturation.throughput, 2)} img/s at C=${h.saturation.concurrency}${ratio} (hub: ${workers})`);
+    const split = result.steps.find((step) => step.concurrency === h.saturation?.concurrency)?.threadCpu;
+    if (split) lines.push(`hub cores at saturation, by thread group: ${formatThreadCpu(split)}`);
   }
   if (h.c1OverheadMs !== null && raw) {
     lines.push(`C=1 p50 minus raw single-image p50 (t=${raw.threads}): ${h.c1OverheadMs >= 0 ? '+' : ''}${num(h.c1OverheadMs)} ms`);

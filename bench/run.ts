@@ -11,21 +11,18 @@ import { measureCeiling } from './ceiling.ts';
 import type { CeilingResult } from './ceiling.ts';
 import { parseBenchOptions } from './cli.ts';
 import type { BenchOptions } from './cli.ts';
-import { cpuShare, cpuSnapshot } from './cpu-share.ts';
-import type { CpuShare, CpuSnapshot } from './cpu-share.ts';
 import { benchCompareFleet, benchEndpoints } from './fleet.ts';
 import { spawnHub } from './hub.ts';
 import type { HubExit, SpawnedHub } from './hub.ts';
-import { runStep } from './load-generator.ts';
+import { benchComparePrecision } from './compare-precision.ts';
 import { prepareModel } from './model.ts';
 import { createProgress } from './progress.ts';
 import type { Progress } from './progress.ts';
 import { bestCeiling, computeHeadline, formatHeadline, formatTable, writeResults } from './report.ts';
 import type { BenchResult, BenchStep } from './report.ts';
-import { sampleRss } from './rss-sampler.ts';
 import type { RssSummary } from './rss-sampler.ts';
+import { runSweep } from './sweep.ts';
 
-const RSS_INTERVAL_MS = 250;
 /** Other processes using more than this many cores while measuring make the figures suspect. */
 const BUSY_MACHINE_CORES = 0.25;
 /** The hub's default grace period plus room to close sockets and workers. */
@@ -36,9 +33,10 @@ async function main(): Promise<number> {
   const payloads = await Promise.all(options.images.map(async (file) => (await readFile(file)).toString('base64')));
   if (options.endpoints) return benchEndpoints(options, payloads, createProgress(options.concurrency.length));
   if (options.compareFleet) {
-    await prepareModel(options.engine, options.modelDir);
+    await prepareModel(options.engine, options.modelDir, options.precision);
     return benchCompareFleet(options, payloads, createProgress(2 * options.concurrency.length + 2));
   }
+  if (options.comparePrecision) return benchComparePrecision(options, payloads);
   const startedAt = new Date().toISOString();
   const ceilingSteps = options.skipCeiling ? [] : options.ceilingThreads;
   const progress = createProgress(ceilingSteps.length + 1 + options.concurrency.length + 1);
@@ -60,13 +58,14 @@ async function main(): Promise<number> {
     progress.begin(ceilingSteps.length > 0 ? `ceiling t=${ceilingSteps[0]}` : 'hub start-up');
     // An ONNX export is a one-off cost of the store, neither the engine's nor the hub's start-up.
     progress.detail('preparing the model store');
-    await prepareModel(options.engine, options.modelDir);
+    await prepareModel(options.engine, options.modelDir, options.precision, (text) => progress.detail(text));
     // One engine at a time, disposed before the next loads, so no two compete for the cores.
     for (const [index, threads] of ceilingSteps.entries()) {
       if (index > 0) progress.begin(`ceiling t=${threads}`);
       ceilings.push(
         await measureCeiling({
           engine: options.engine,
+          precision: options.precision,
           modelDir: options.modelDir,
           threads,
           batchSizes: options.ceilingBatchSizes,
@@ -97,43 +96,6 @@ async function main(): Promise<number> {
       `results: ${shown(files.json)}, ${shown(files.latestJson)}, ${shown(files.svg)}\n`,
   );
   return result.problems.length === 0 ? 0 : 1;
-}
-
-/** Every concurrency step in turn, with the hub's memory sampled throughout. */
-async function runSweep(
-  hub: SpawnedHub,
-  options: BenchOptions,
-  payloads: readonly string[],
-  progress: Progress,
-): Promise<{ steps: BenchStep[]; memory: RssSummary }> {
-  const steps: BenchStep[] = [];
-  const sampler = sampleRss(hub.pid, RSS_INTERVAL_MS);
-  try {
-    for (const concurrency of options.concurrency) {
-      progress.begin(`C=${concurrency}`);
-      let before: CpuSnapshot | null = null;
-      let cpu: CpuShare | null = null;
-      const step = await runStep({
-        endpoint: hub.zmq,
-        payloads,
-        concurrency,
-        warmupMs: options.warmupS * 1000,
-        durationMs: options.durationS * 1000,
-        replyTimeoutMs: options.replyTimeoutS * 1000,
-        tag: `bench-c${concurrency}`,
-        onPhase: (phase) => {
-          progress.detail(phase);
-          if (phase === 'measuring') before = cpuSnapshot(hub.pid);
-          if (phase === 'draining') cpu = cpuShare(before, cpuSnapshot(hub.pid));
-        },
-      });
-      steps.push({ ...step, cpu });
-    }
-  } catch (error) {
-    sampler.stop();
-    throw error;
-  }
-  return { steps, memory: sampler.stop() };
 }
 
 function assemble(
@@ -172,6 +134,7 @@ function assemble(
     machine: { cpus: availableParallelism(), totalMemGiB: totalmem() / 2 ** 30, node: process.version, platform: process.platform },
     config: {
       engine: options.engine,
+      precision: options.precision,
       modelDir: path.relative(process.cwd(), options.modelDir) || options.modelDir,
       threads: options.threads,
       ceilingThreads: options.skipCeiling ? [] : options.ceilingThreads,

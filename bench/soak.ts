@@ -16,6 +16,7 @@ import { spawnHub } from './hub.ts';
 import type { HubExit, SpawnedHub } from './hub.ts';
 import { prepareModel, REPO_ROOT } from './model.ts';
 import { runStormSoak } from './storm/storm-soak.ts';
+import { runFleetSoak } from './soak/fleet-soak.ts';
 import { readRssMiB } from './rss-sampler.ts';
 import { parseSoakOptions } from './soak/cli.ts';
 import type { SoakOptions } from './soak/cli.ts';
@@ -41,6 +42,7 @@ const SIGINT_REPEAT_MS = 1000;
 
 async function main(): Promise<number> {
   const options = parseSoakOptions(process.argv);
+  if (options.fleet !== undefined) return runFleetSoak(options, options.fleet);
   if (options.storm) return runStormSoak(options, path.join(REPO_ROOT, 'test/fixtures/photos/chelsea.jpg'));
   const startedAt = new Date().toISOString();
   let mix: RequestMix;

@@ -168,6 +168,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     workers: pools.current.parallelism?.workers,
     threads_per_worker: pools.current.parallelism?.threadsPerWorker,
     solo_threads: pools.current.parallelism?.soloThreads,
+    precision: config.precision,
+    preprocess_workers: config.preprocessWorkers,
     weights: manifest.weights,
     curve: zmqFront.curvePublicKey !== undefined,
     ...(zmqFront.curvePublicKey ? { curve_public_key: zmqFront.curvePublicKey } : {}),

@@ -237,12 +237,17 @@ test('drain edge cases: a burst sent just before SIGTERM is answered with its id
   const hub = await startHub({ args: ['--engine', 'onnx', '--workers', '1'] });
   const idle = connect(Number(new URL(hub.http).port), '127.0.0.1'); // as browsers pre-open them
   await new Promise((resolve) => idle.once('connect', resolve));
+  const connected: Array<Promise<void>> = [];
   const sockets = Array.from({ length: 8 }, () => {
     const socket = new zmq.Dealer({ receiveTimeout: 15_000, linger: 0 });
+    connected.push(new Promise((resolve) => socket.events.on('connect', () => resolve())));
     socket.connect(hub.zmq);
     return socket;
   });
   try {
+    // Connected first: a message still waiting client-side for its TCP connection when the hub
+    // closes never reached the hub, and no server can answer that.
+    await Promise.all(connected);
     await Promise.all(sockets.map((socket, i) => socket.send(payloadOf(photo('coffee'), { request_id: `burst-${i}` }))));
     hub.child.kill('SIGTERM');
     const replies = await Promise.all(sockets.map(async (socket) => JSON.parse((await socket.receive())[0].toString())));

@@ -12,13 +12,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
-import { loadTfjs } from '../lib/tfjs-runtime.ts';
-import { loadLayersModelFromStore, MANIFEST_JSON, readManifest } from '../models/tools/store.ts';
+import { MANIFEST_JSON, readManifest } from '../models/tools/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
 import { startHub } from './support/hub-process.ts';
 import type { HubProcess } from './support/hub-process.ts';
-import { kerasLayersOf, writeKerasH5 } from './support/keras-h5.ts';
+import { writeSharperClassifierH5 } from './support/keras-h5.ts';
 import { REPO_ROOT, TEST_MODEL_DIR } from './support/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
 
@@ -32,20 +31,8 @@ let h5File: string;
 
 before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'resnet-hub-swap-'));
-  const tf = await loadTfjs('cpu');
-  const source = await loadLayersModelFromStore(tf, TEST_MODEL_DIR);
-  try {
-    const layers = kerasLayersOf(source, (layer, i) => {
-      const values = (source.getLayer(layer).weights[i].read().dataSync() as Float32Array).slice();
-      // Other weights, with answers that differ visibly from A's but stay as varied.
-      if (layer === 'predictions' && i === 0) for (let j = 0; j < values.length; j++) values[j] *= 1.4;
-      return values;
-    });
-    h5File = path.join(work, 'weights-b.h5');
-    await writeKerasH5(h5File, layers);
-  } finally {
-    source.dispose();
-  }
+  h5File = path.join(work, 'weights-b.h5');
+  await writeSharperClassifierH5(TEST_MODEL_DIR, h5File);
 });
 
 after(async () => {

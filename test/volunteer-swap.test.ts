@@ -13,15 +13,14 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
-import { loadTfjs } from '../lib/tfjs-runtime.ts';
-import { loadLayersModelFromStore, readManifest } from '../models/tools/store.ts';
+import { readManifest } from '../models/tools/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
 import { launchChromium } from './support/browser.ts';
 import type { LaunchedBrowser } from './support/browser.ts';
 import { startHub } from './support/hub-process.ts';
 import type { HubProcess } from './support/hub-process.ts';
-import { kerasLayersOf, writeKerasH5 } from './support/keras-h5.ts';
+import { writeSharperClassifierH5 } from './support/keras-h5.ts';
 import { REPO_ROOT, TINY_MODEL_DIR } from './support/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
 
@@ -38,19 +37,8 @@ before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'resnet-hub-volunteer-swap-'));
   browser = await launchChromium();
   // Weights B: the tiny test model's, with a sharper classifier, as a Keras file (so "imagenet").
-  const tf = await loadTfjs('cpu');
-  const source = await loadLayersModelFromStore(tf, TINY_MODEL_DIR);
-  try {
-    const layers = kerasLayersOf(source, (layer, i) => {
-      const values = (source.getLayer(layer).weights[i].read().dataSync() as Float32Array).slice();
-      if (layer === 'predictions' && i === 0) for (let j = 0; j < values.length; j++) values[j] *= 1.4;
-      return values;
-    });
-    h5File = path.join(work, 'tiny-b.h5');
-    await writeKerasH5(h5File, layers);
-  } finally {
-    source.dispose();
-  }
+  h5File = path.join(work, 'tiny-b.h5');
+  await writeSharperClassifierH5(TINY_MODEL_DIR, h5File);
 });
 
 after(async () => {

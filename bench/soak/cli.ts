@@ -15,6 +15,8 @@ export interface SoakOptions {
   minutes: number;
   /** The storm tests' attacks at full strength instead of the mixed load (bench/storm/storm-soak.ts). */
   storm: boolean;
+  /** This many hubs, killed and restarted in turn under client load, instead of one (bench/soak/fleet-soak.ts). */
+  fleet?: number;
   modelDir: string;
   engine: EngineChoice;
   workers: number;
@@ -67,6 +69,7 @@ export function parseSoakOptions(argv: readonly string[]): SoakOptions {
         'Hub flags go after `--` (e.g. npm run soak -- --minutes 2 -- --max-batch 4).',
     )
     .option('--minutes <n>', 'how long the load runs (warm-up included)', positive(24 * 60), 10)
+    .option('--fleet <n>', 'instead of the mixed load: n hubs on loopback behind the client library, one killed (SIGKILL or SIGTERM) and restarted every 20 s', intRange(2, 8))
     .option('--storm', 'instead of the mixed load: floods, pipelining, vanishing clients, HTTP aborts and silent WebSockets in turn', false)
     .option('--model-dir <dir>', 'model store the hub serves (models/test-resnet50: the full ResNet50)', 'models/test-tiny')
     .addOption(new Option('--engine <name>', "the hub's inference engine").choices(ENGINE_CHOICES).default('onnx'))

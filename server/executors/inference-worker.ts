@@ -8,6 +8,7 @@ import { INPUT_SIZE } from '../../shared/caffe.ts';
 import { loadEngine } from '../engines/create-engine.ts';
 import type { Engine } from '../engines/engine.ts';
 import type { InferRequest, InferenceWorkerData, WorkerToMain } from './worker-protocol.ts';
+import { nameThisThread, THREAD_NAMES } from '../../lib/thread-name.ts';
 
 const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
 const port = parentPort!;
@@ -76,6 +77,8 @@ async function runBatch(engine: Engine, request: InferRequest): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // Before the engine loads: ONNX Runtime's own threads inherit the name.
+  nameThisThread(THREAD_NAMES.inference);
   const loadStarted = performance.now();
   const engine = await loadEngine(data.engine, {
     modelDir: data.modelDir,

@@ -7,8 +7,10 @@ import sharp from 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import { preprocessImage } from './preprocess-image.ts';
 import type { PreprocessRequest, PreprocessResponse } from './preprocess-protocol.ts';
+import { nameThisThread, THREAD_NAMES } from '../../lib/thread-name.ts';
 
 const port = parentPort!;
+nameThisThread(THREAD_NAMES.preprocess);
 // One libvips thread per image: several images run at once on libuv's pool, and the
 // inference engines need the cores more than one image needs them all.
 sharp.concurrency(1);

@@ -10,6 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { LayersModel } from '@tensorflow/tfjs';
+import { loadTfjs } from '../../lib/tfjs-runtime.ts';
+import { loadLayersModelFromStore } from '../../models/tools/store.ts';
 
 const run = promisify(execFile);
 export const PYTHON = '/usr/bin/python3';
@@ -120,4 +122,24 @@ export function legacyNameForTest(name: string): string {
   const letter = 'abcdef'[Number(m[2]) - 1];
   const branch = ['1', '2a', '2b', '2c'][Number(m[3])];
   return `${m[4] === 'conv' ? 'res' : 'bn'}${m[1]}${letter}_branch${branch}`;
+}
+
+/**
+ * Other weights for a model swap: those of the store at `modelDir` with the classifier's kernel
+ * scaled by `factor`, written as a Keras file (so they import as "imagenet"). Answers differ
+ * visibly from the store's, and stay as varied.
+ */
+export async function writeSharperClassifierH5(modelDir: string, file: string, factor = 1.4): Promise<void> {
+  const tf = await loadTfjs('cpu');
+  const source = await loadLayersModelFromStore(tf, modelDir);
+  try {
+    const layers = kerasLayersOf(source, (layer, i) => {
+      const values = (source.getLayer(layer).weights[i].read().dataSync() as Float32Array).slice();
+      if (layer === 'predictions' && i === 0) for (let j = 0; j < values.length; j++) values[j] *= factor;
+      return values;
+    });
+    await writeKerasH5(file, layers);
+  } finally {
+    source.dispose();
+  }
 }

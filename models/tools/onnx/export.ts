@@ -10,7 +10,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { LayersModel } from '@tensorflow/tfjs';
 
-import { spawnWorker } from '../../../lib/spawn-worker.ts';
+import { runWorkerTask } from '../../../lib/worker-task.ts';
 import { MANIFEST_JSON, ModelStoreError, readManifest } from '../store.ts';
 import { foldBatchNorm } from './fold-batch-norm.ts';
 import { roundConstantsToFloat32 } from './float32-constants.ts';
@@ -115,22 +115,5 @@ async function ensure(modelDir: string): Promise<{ path: string; exported: boole
 export type ExportWorkerResult = { type: 'done'; bytes: number } | { type: 'failed'; message: string };
 
 function exportInWorker(modelDir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const worker = spawnWorker(new URL('./export-worker.ts', import.meta.url), { workerData: { modelDir } });
-    let settled = false;
-    worker.once('message', (message: ExportWorkerResult) => {
-      settled = true;
-      if (message.type === 'done') resolve();
-      else reject(new Error(`ONNX export of ${modelDir} failed: ${message.message}`));
-      void worker.terminate();
-    });
-    worker.once('error', (error) => {
-      if (!settled) reject(error);
-      settled = true;
-    });
-    worker.once('exit', (code) => {
-      if (!settled) reject(new Error(`ONNX export worker for ${modelDir} exited with code ${code} before finishing`));
-      settled = true;
-    });
-  });
+  return runWorkerTask(new URL('./export-worker.ts', import.meta.url), { what: `ONNX export of ${modelDir}`, workerData: { modelDir } });
 }

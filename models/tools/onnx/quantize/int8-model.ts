@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
 
-import { spawnWorker } from '../../../../lib/spawn-worker.ts';
+import { runWorkerTask } from '../../../../lib/worker-task.ts';
 import { MANIFEST_JSON, ModelStoreError, readManifest } from '../../store.ts';
 import { ensureOnnxModel } from '../export.ts';
 import { ONNX_EXPORTER } from '../layers-to-graph.ts';
@@ -120,26 +120,9 @@ export type QuantizeWorkerMessage =
   | { type: 'failed'; message: string };
 
 function quantizeInWorker(modelDir: string, settings: QuantizationSettings, onProgress: EnsureInt8Options['onProgress']): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const worker = spawnWorker(new URL('./quantize-worker.ts', import.meta.url), { workerData: { modelDir, settings } });
-    let settled = false;
-    worker.on('message', (message: QuantizeWorkerMessage) => {
-      if (message.type === 'progress') {
-        onProgress?.(message.stage, message.done, message.total);
-        return;
-      }
-      settled = true;
-      if (message.type === 'done') resolve();
-      else reject(new Error(`int8 quantization of ${modelDir} failed: ${message.message}`));
-      void worker.terminate();
-    });
-    worker.once('error', (error) => {
-      if (!settled) reject(error);
-      settled = true;
-    });
-    worker.once('exit', (code) => {
-      if (!settled) reject(new Error(`quantization worker for ${modelDir} exited with code ${code} before finishing`));
-      settled = true;
-    });
+  return runWorkerTask<{ stage: QuantizeStage; done: number; total: number }>(new URL('./quantize-worker.ts', import.meta.url), {
+    what: `int8 quantization of ${modelDir}`,
+    workerData: { modelDir, settings },
+    onProgress: (progress) => onProgress?.(progress.stage, progress.done, progress.total),
   });
 }

@@ -1,0 +1,117 @@
+/**
+ * Volunteers stay fair when the hub's own workers serve int8: volunteers compute fp32, and the
+ * hub checks them against fp32 (a verification job runs on the worker's model.onnx session),
+ * so int8's own error never counts against an honest tab; a lying tab is still caught. The
+ * real hub, the tiny model quantized in a store of its own, real headless Chromium tabs.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { launchChromium } from './support/browser.ts';
+import type { LaunchedBrowser, TrackedPage } from './support/browser.ts';
+import { startHub } from './support/hub-process.ts';
+import type { HubProcess } from './support/hub-process.ts';
+import { TINY_MODEL_DIR } from './support/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
+
+interface VolunteerView {
+  id: string;
+  state: string;
+  quarantine_reason?: string;
+}
+
+async function volunteers(hub: HubProcess): Promise<VolunteerView[]> {
+  const status = (await (await fetch(`${hub.http}/api/status`)).json()) as { volunteers: VolunteerView[] };
+  return status.volunteers;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+async function joinVolunteer(browser: LaunchedBrowser, hub: HubProcess, query = ''): Promise<{ tab: TrackedPage; id: string }> {
+  const known = new Set((await volunteers(hub)).map((v) => v.id));
+  const tab = await browser.newPage();
+  await tab.page.goto(`${hub.http}/volunteer?autostart=1${query}`);
+  const id = await waitFor(
+    'the volunteer to join',
+    async () => (await volunteers(hub)).find((v) => !known.has(v.id) && (v.state === 'ready' || v.state === 'busy'))?.id,
+    60_000,
+  );
+  return { tab, id };
+}
+
+/** The verifications counter for one verdict, from /metrics (whatever other labels it carries). */
+async function verifications(hub: HubProcess, verdict: 'agreed' | 'disagreed'): Promise<number> {
+  const text = await (await fetch(`${hub.http}/metrics`)).text();
+  const match = new RegExp(`^resnet_hub_volunteer_verifications_total\\{[^}]*verdict="${verdict}"[^}]*\\} (\\S+)$`, 'm').exec(text);
+  assert.ok(match, `no ${verdict} verifications series in /metrics`);
+  return Number(match[1]);
+}
+
+/**
+ * Every photo: on the tiny model, int8 moves coffee's top probabilities by 0.026 (beyond the
+ * verifier's 0.02) and swaps hubble_deep_field's top-1, so a check made against int8 instead
+ * of fp32 would wrongly blame the honest tab, and this test would catch it.
+ */
+const images = PHOTO_NAMES.map((name) => photo(name));
+
+let browser: LaunchedBrowser;
+let store: string;
+before(async () => {
+  // A store of its own: the hub writes model.int8.onnx and its report into it.
+  store = await mkdtemp(path.join(os.tmpdir(), 'resnet-hub-volunteer-int8-'));
+  await cp(TINY_MODEL_DIR, store, { recursive: true, dereference: true });
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  if (store) await rm(store, { recursive: true, force: true });
+});
+
+test('local workers on int8: an honest volunteer is verified against fp32 and kept; a lying one is quarantined', { timeout: 180_000 }, async () => {
+  const hub = await startHub({
+    args: ['--model-dir', store, '--engine', 'onnx', '--precision', 'int8', '--workers', '1', '--verify-fraction', '1', '--offload', 'prefer'],
+  });
+  try {
+    const local = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[0], { offload: false }))).reply);
+    assert.equal(local.executor.kind, 'local');
+    assert.equal(local.model.precision, 'int8', 'the local workers serve int8');
+
+    const honest = await joinVolunteer(browser, hub);
+    for (const image of images) {
+      const remote = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image), 60_000)).reply);
+      // With --verify-fraction 1 a disagreeing answer would be replaced by the local one.
+      assert.equal(remote.executor.kind, 'volunteer', 'verified and kept: the volunteer agrees with fp32');
+    }
+    assert.ok((await verifications(hub, 'agreed')) >= images.length, 'every volunteer answer was checked, and agreed');
+    assert.equal(await verifications(hub, 'disagreed'), 0);
+    const seen = (await volunteers(hub)).find((v) => v.id === honest.id);
+    assert.ok(seen && (seen.state === 'ready' || seen.state === 'busy'), `the honest tab is serving, not ${seen?.state}`);
+    assert.deepEqual(honest.tab.problems, [], 'no console errors on the honest tab');
+    await honest.tab.page.close();
+    await waitFor('the honest tab to leave', async () => ((await volunteers(hub)).some((v) => v.id === honest.id) ? undefined : true), 15_000);
+
+    const liar = await joinVolunteer(browser, hub, '&fault=wrong');
+    const checked = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[1]), 60_000)).reply);
+    assert.equal(checked.executor.kind, 'local', 'the reply carries the local answer, not the lie');
+    const caught = await waitFor(
+      'the liar to be quarantined',
+      async () => (await volunteers(hub)).find((v) => v.id === liar.id && v.state === 'quarantined'),
+      15_000,
+    );
+    assert.match(caught.quarantine_reason ?? '', /disagreed/);
+    assert.ok((await verifications(hub, 'disagreed')) >= 1);
+    await liar.tab.page.close();
+  } finally {
+    await hub.stop();
+  }
+});
