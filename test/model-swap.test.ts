@@ -18,7 +18,7 @@ import type { StatusReport } from '../shared/protocol/status.ts';
 import { startHub } from './support/hub-process.ts';
 import type { HubProcess } from './support/hub-process.ts';
 import { writeSharperClassifierH5 } from './support/keras-h5.ts';
-import { REPO_ROOT, TEST_MODEL_DIR } from './support/paths.ts';
+import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from './support/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
 
 const execFileAsync = promisify(execFile);
@@ -28,11 +28,15 @@ const HUB_ARGS = ['--engine', 'onnx', '--workers', '2', '--model-poll-ms', '250'
 let work: string;
 /** Weights B: the test ResNet50's with a sharper classifier, written by h5py as Keras does. */
 let h5File: string;
+/** The same for the tiny model, for the tests of the swap's mechanics. */
+let tinyH5File: string;
 
 before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'resnet-hub-swap-'));
   h5File = path.join(work, 'weights-b.h5');
   await writeSharperClassifierH5(TEST_MODEL_DIR, h5File);
+  tinyH5File = path.join(work, 'tiny-b.h5');
+  await writeSharperClassifierH5(TINY_MODEL_DIR, tinyH5File);
 });
 
 after(async () => {
@@ -40,10 +44,10 @@ after(async () => {
 });
 
 /** A store of its own for each hub: a copy of the test model (with its ONNX export, so the start is quick). */
-async function copyOfTestStore(name: string): Promise<string> {
+async function copyOfTestStore(name: string, from = TEST_MODEL_DIR): Promise<string> {
   const dir = path.join(work, name);
   // dereference: the test model folder may be a symlink (a worktree), whose target must not be touched.
-  await cp(TEST_MODEL_DIR, dir, { recursive: true, dereference: true });
+  await cp(from, dir, { recursive: true, dereference: true });
   return dir;
 }
 
@@ -154,14 +158,15 @@ test('model:import into the store of a hub under load: every request answered on
 });
 
 test('a new store the engine cannot load: nothing lost, the old model serves on, the failure shows in /api/status and the log', { timeout: 300_000 }, async () => {
-  const store = await copyOfTestStore('store-broken');
+  // The tiny model: what is tested is the swap's failure path, not the model.
+  const store = await copyOfTestStore('store-broken', TINY_MODEL_DIR);
   const before = (await readManifest(store))!.weightsSha256;
   const hub = await startHub({ args: [...HUB_ARGS, '--model-dir', store] });
   try {
     const breaking = sleep(1500).then(async () => {
       // A complete-looking store with other weights whose data is cut short, swapped in whole
       // as the tools do: the ONNX export cannot read it.
-      const broken = await copyOfTestStore('broken-next');
+      const broken = await copyOfTestStore('broken-next', TINY_MODEL_DIR);
       const manifestFile = path.join(broken, MANIFEST_JSON);
       const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { weightsSha256: string };
       manifest.weightsSha256 = 'f'.repeat(64);
@@ -190,14 +195,17 @@ test('a new store the engine cannot load: nothing lost, the old model serves on,
 });
 
 test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 300_000 }, async () => {
-  const store = await copyOfTestStore('store-sigterm');
+  const store = await copyOfTestStore('store-sigterm', TINY_MODEL_DIR);
   const hub = await startHub({ args: [...HUB_ARGS, '--model-dir', store, '--model-poll-ms', '0'] });
   // The new weights are put in place first; SIGHUP starts the swap, SIGTERM follows while it prepares.
-  await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', h5File, '--model-dir', store], { cwd: REPO_ROOT });
+  await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
   const inFlight = Array.from({ length: 6 }, (_, i) => dealerRequest(hub.zmq, payloadOf(photo('rocket'), { request_id: `f${i}` })));
   hub.child.kill('SIGHUP');
-  await sleep(300);
-  const swapping = await status(hub);
+  let swapping = await status(hub);
+  for (let tries = 0; tries < 100 && !swapping.model_swap?.current; tries++) {
+    await sleep(10);
+    swapping = await status(hub);
+  }
   assert.ok(swapping.model_swap?.current, `a swap is under way (${JSON.stringify(swapping.model_swap)})`);
   hub.child.kill('SIGTERM');
   const replies = await Promise.all(inFlight);

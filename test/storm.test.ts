@@ -45,7 +45,7 @@ async function metric(hub: HubProcess, pattern: RegExp): Promise<number> {
 
 /** The hub's RSS once the storm's leftovers have had a moment to go. */
 async function settledRssMiB(hub: HubProcess): Promise<number> {
-  await sleep(1500);
+  await sleep(1000);
   return readRssMiB(hub.child.pid!) ?? NaN;
 }
 
@@ -78,7 +78,7 @@ test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one
     const serviceMs = await serviceTimeMs(hub);
     const rssBefore = await settledRssMiB(hub);
     const ledger = new StormLedger();
-    await noBackoffClients({ endpoint: hub.zmq, clients: 64, body, ledger, until: sleep(6000), replyTimeoutMs: 20_000 });
+    await noBackoffClients({ endpoint: hub.zmq, clients: 64, body, ledger, until: sleep(4000), replyTimeoutMs: 20_000 });
     assertBooks(ledger, ['ok', 'overloaded'], 'no back-off');
     const admitted = ledger.latencyMs.ok ?? [];
     const p99 = percentile(admitted, 99);
@@ -95,10 +95,10 @@ test('storm: 128 DEALERs with 8 requests in flight each against --max-queue 16, 
   const hub = await startHub({ args: [...TWO_WORKERS, '--max-queue', '16'] });
   try {
     // A short round first: the baseline is the hub's memory once its allocators have met this load.
-    await pipelinedClients({ endpoint: hub.zmq, clients: 128, inFlight: 8, body, ledger: new StormLedger(), until: sleep(1000), replyTimeoutMs: 20_000 });
+    await pipelinedClients({ endpoint: hub.zmq, clients: 128, inFlight: 8, body, ledger: new StormLedger(), until: sleep(500), replyTimeoutMs: 20_000 });
     const rssBefore = await settledRssMiB(hub);
     const ledger = new StormLedger();
-    await pipelinedClients({ endpoint: hub.zmq, clients: 128, inFlight: 8, body, ledger, until: sleep(5000), replyTimeoutMs: 20_000 });
+    await pipelinedClients({ endpoint: hub.zmq, clients: 128, inFlight: 8, body, ledger, until: sleep(3000), replyTimeoutMs: 20_000 });
     assertBooks(ledger, ['ok', 'overloaded'], 'pipelined');
     assert.ok((ledger.byCode.ok ?? 0) > 0, 'some requests were computed');
     await assertServing(hub, rssBefore, 'pipelined');
@@ -140,7 +140,7 @@ test('storm: 64 concurrent HTTP uploaders with and without keep-alive, plus clie
   try {
     const rssBefore = await settledRssMiB(hub);
     const ledger = new StormLedger();
-    const until = sleep(5000);
+    const until = sleep(3000);
     const [, , abortedUploads, abortedResponses] = await Promise.all([
       httpUploaders({ base: hub.http, clients: 32, image, keepAlive: true, ledger, until, replyTimeoutMs: 20_000 }),
       httpUploaders({ base: hub.http, clients: 32, image, keepAlive: false, ledger, until, replyTimeoutMs: 20_000 }),
@@ -200,7 +200,7 @@ test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: ev
   const hub = await startHub({ args: [...TWO_WORKERS, '--max-queue', '16'] });
   const ledger = new StormLedger();
   let signalledAt = Infinity;
-  void sleep(2500).then(() => {
+  void sleep(1500).then(() => {
     signalledAt = performance.now();
     hub.child.kill('SIGTERM');
   });

@@ -44,7 +44,8 @@ describe('seed-compatible replies', () => {
     assert.equal(result.executor.kind, 'local');
     assert.match(result.executor.id, /^local-\d+$/);
     assert.ok(ENGINE_NAMES.includes(result.executor.engine as EngineName), result.executor.engine);
-    assert.deepEqual(Object.keys(result.model).sort(), ['name', 'sha256', 'source', 'weights']);
+    assert.deepEqual(Object.keys(result.model).sort(), ['name', 'precision', 'sha256', 'source', 'weights']);
+    assert.equal(result.model.precision, 'fp32', 'fp32 stays the default');
     assert.equal(result.model.weights, 'untrained');
     for (const key of ['queue_ms', 'preprocess_ms', 'inference_ms', 'total_ms'] as const) {
       assert.equal(typeof result.timing[key], 'number', key);
