@@ -198,6 +198,9 @@ test('storm: event-stream and volunteer WebSockets that never read or drop at on
 
 test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: every request sent before it is answered, exit 0', { timeout: 120_000 }, async () => {
   const hub = await startHub({ args: [...TWO_WORKERS, '--max-queue', '16'] });
+  // WebSocket peers that never read (some let in, some refused) must not hold the exit either.
+  const silent = await silentPeers(hub.http, '/ws/events', 100);
+  const exitedAt = hub.exited.then(() => performance.now());
   const ledger = new StormLedger();
   let signalledAt = Infinity;
   void sleep(1500).then(() => {
@@ -210,6 +213,9 @@ test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: ev
     httpUploaders({ base: hub.http, clients: 16, image, keepAlive: true, ledger, until: hub.exited, replyTimeoutMs: 15_000 }),
   ]);
   assert.equal(await hub.exited, 0, 'exit code 0');
+  const exitedAfterMs = (await exitedAt) - signalledAt;
+  silent.close();
+  assert.ok(exitedAfterMs < 15_000, `exited ${exitedAfterMs.toFixed(0)} ms after SIGTERM (grace 10 s)`);
   const unansweredBeforeSignal = ledger.unanswered().filter((request) => request.sentAt < signalledAt);
   assert.deepEqual(unansweredBeforeSignal.map((request) => request.id), [], 'every request sent before SIGTERM was answered');
   ledger.closeBooks();

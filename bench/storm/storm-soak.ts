@@ -128,6 +128,8 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
   const endAt = startedAt + options.minutes * 60_000;
   const log: Array<{ phase: string; started_s: number; note: string }> = [];
   let signalledAt = Infinity;
+  /** When the hub's process was gone (its clients may wait longer for replies that never come). */
+  let goneAt: Promise<number> | undefined;
   for (let i = 0; performance.now() < endAt; i++) {
     const phase = all[i % all.length];
     const last = performance.now() + PHASE_S * 1000 >= endAt;
@@ -142,7 +144,8 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
         process.kill(hub.pid, 'SIGTERM');
       });
     }
-    const note = await phase.run(target, ledger, last ? hubGone(hub.pid) : phaseEnd);
+    if (last) goneAt = hubGone(hub.pid).then(() => performance.now());
+    const note = await phase.run(target, ledger, last && goneAt ? goneAt : phaseEnd);
     log.push({ phase: phase.name, started_s, note });
     if (last) break;
   }
@@ -151,7 +154,7 @@ export async function runStormSoak(options: SoakOptions, photoFile: string): Pro
     await monitor.stop();
   }
   const exit = await hub.stop(STOP_TIMEOUT_MS);
-  const exitAfterSignalMs = performance.now() - signalledAt;
+  const exitAfterSignalMs = (goneAt ? await goneAt : performance.now()) - signalledAt;
   const lostBeforeSignal = ledger.unanswered().filter((request) => request.sentAt < signalledAt).length;
   ledger.closeBooks();
   const memory = summarizeMemory(monitor.samples, options.warmupS, (signalledAt - startedAt) / 1000);

@@ -62,6 +62,8 @@ export class HttpFront {
   private readonly server: Server;
   private readonly getHandlers: GetHandler[] = [];
   private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
+  /** Sockets taken over by an upgrade (WebSockets, refused upgrades) and not closed yet. */
+  private readonly upgraded = new Set<Duplex>();
   private readonly tokenDigest: Buffer | undefined;
 
   constructor(
@@ -81,6 +83,8 @@ export class HttpFront {
       // Node takes its own error listener off a socket it hands over for an upgrade: a peer
       // that resets now would raise an unhandled 'error' and take the process down.
       socket.on('error', () => undefined);
+      this.upgraded.add(socket);
+      socket.once('close', () => this.upgraded.delete(socket));
       try {
         const path = new URL(request.url ?? '/', 'http://localhost').pathname;
         const handler = this.upgradeHandlers.get(path);
@@ -122,7 +126,12 @@ export class HttpFront {
     this.server.closeIdleConnections();
     // Browsers open connections ahead of need; one that has not sent a request is neither idle
     // nor busy to Node, and would hold the server open for good. Replies in flight get a moment.
-    const stragglers = setTimeout(() => this.server.closeAllConnections(), 500);
+    // Sockets handed over for an upgrade are no longer Node's HTTP connections, yet still hold
+    // the server: whatever is left of them (a WebSocket peer that never reads) goes too.
+    const stragglers = setTimeout(() => {
+      this.server.closeAllConnections();
+      for (const socket of this.upgraded) socket.destroy();
+    }, 500);
     await closed;
     clearTimeout(stragglers);
   }

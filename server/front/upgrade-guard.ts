@@ -70,4 +70,9 @@ export function refuseUpgrade(socket: Duplex, status: number, message: string): 
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+  // end() only half-closes: a peer that never reads nor closes would keep the socket (and the
+  // HTTP server's close) waiting for good. It has had its answer; after a moment it is cut off.
+  setTimeout(() => socket.destroy(), REFUSED_UPGRADE_LINGER_MS).unref();
 }
+
+const REFUSED_UPGRADE_LINGER_MS = 2000;
