@@ -17,6 +17,7 @@ import { spawnHub } from './hub.ts';
 import type { SpawnedHub } from './hub.ts';
 import { prepareModel } from './model.ts';
 import { createProgress } from './progress.ts';
+import { stopHubOnInterrupt } from './interrupt.ts';
 import type { Progress } from './progress.ts';
 import { computeHeadline } from './report.ts';
 import { runSweep } from './sweep.ts';
@@ -32,13 +33,7 @@ export async function benchComparePrecision(options: BenchOptions, payloads: rea
   const progress = createProgress(1 + PRECISIONS.length * stepsPerRun);
 
   let hub: SpawnedHub | undefined;
-  const interrupt = () => {
-    progress.stop();
-    process.stderr.write('interrupted: stopping the hub\n');
-    void (hub ? hub.stop(STOP_TIMEOUT_MS) : Promise.resolve()).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  const releaseInterrupt = stopHubOnInterrupt(progress, () => hub, STOP_TIMEOUT_MS);
 
   const runs: PrecisionRun[] = [];
   try {
@@ -70,8 +65,7 @@ export async function benchComparePrecision(options: BenchOptions, payloads: rea
     if (hub) await hub.stop(STOP_TIMEOUT_MS);
     throw error;
   } finally {
-    process.removeListener('SIGINT', interrupt);
-    process.removeListener('SIGTERM', interrupt);
+    releaseInterrupt();
   }
   progress.stop();
 

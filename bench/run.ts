@@ -17,6 +17,7 @@ import type { HubExit, SpawnedHub } from './hub.ts';
 import { benchComparePrecision } from './compare-precision.ts';
 import { prepareModel } from './model.ts';
 import { createProgress } from './progress.ts';
+import { stopHubOnInterrupt } from './interrupt.ts';
 import type { Progress } from './progress.ts';
 import { bestCeiling, computeHeadline, formatHeadline, formatTable, writeResults } from './report.ts';
 import type { BenchResult, BenchStep } from './report.ts';
@@ -42,13 +43,7 @@ async function main(): Promise<number> {
   const progress = createProgress(ceilingSteps.length + 1 + options.concurrency.length + 1);
 
   let hub: SpawnedHub | undefined;
-  const interrupt = () => {
-    progress.stop();
-    process.stderr.write('interrupted: stopping the hub\n');
-    void (hub ? hub.stop(STOP_TIMEOUT_MS) : Promise.resolve()).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  stopHubOnInterrupt(progress, () => hub, STOP_TIMEOUT_MS);
 
   const ceilings: CeilingResult[] = [];
   let steps: BenchStep[] = [];

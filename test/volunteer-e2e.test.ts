@@ -8,47 +8,12 @@ import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import { launchChromium } from './support/browser.ts';
-import type { LaunchedBrowser, TrackedPage } from './support/browser.ts';
+import { joinVolunteer, volunteers, waitFor } from './support/volunteers.ts';
+import type { LaunchedBrowser } from './support/browser.ts';
 import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
 import { TINY_MODEL_DIR } from './support/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
 
-interface VolunteerView {
-  id: string;
-  state: string;
-  backend?: string;
-  images: number;
-  quarantine_reason?: string;
-}
-
-async function volunteers(hub: HubProcess): Promise<VolunteerView[]> {
-  const status = (await (await fetch(`${hub.http}/api/status`)).json()) as { volunteers: VolunteerView[] };
-  return status.volunteers;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-/** Opens the volunteer page, which starts by itself, and waits until the hub lists it ready. */
-async function joinVolunteer(browser: LaunchedBrowser, hub: HubProcess, query = '', timeoutMs = 120_000): Promise<{ tab: TrackedPage; id: string }> {
-  const before = new Set((await volunteers(hub)).map((v) => v.id));
-  const tab = await browser.newPage();
-  await tab.page.goto(`${hub.http}/volunteer?autostart=1${query}`);
-  const id = await waitFor(
-    'the volunteer to join',
-    async () => (await volunteers(hub)).find((v) => !before.has(v.id) && (v.state === 'ready' || v.state === 'busy'))?.id,
-    timeoutMs,
-  );
-  return { tab, id };
-}
 
 function sendAll(endpoint: string, bodies: string[], timeoutMs: number): Promise<Reply[]> {
   return Promise.all(bodies.map(async (body) => (await dealerRequest(endpoint, body, timeoutMs)).reply));

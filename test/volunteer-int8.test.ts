@@ -10,44 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './support/browser.ts';
-import type { LaunchedBrowser, TrackedPage } from './support/browser.ts';
+import { joinVolunteer, volunteers, waitFor } from './support/volunteers.ts';
+import type { LaunchedBrowser } from './support/browser.ts';
 import { startHub } from './support/hub-process.ts';
 import type { HubProcess } from './support/hub-process.ts';
 import { TINY_MODEL_DIR } from './support/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
 
-interface VolunteerView {
-  id: string;
-  state: string;
-  quarantine_reason?: string;
-}
-
-async function volunteers(hub: HubProcess): Promise<VolunteerView[]> {
-  const status = (await (await fetch(`${hub.http}/api/status`)).json()) as { volunteers: VolunteerView[] };
-  return status.volunteers;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-async function joinVolunteer(browser: LaunchedBrowser, hub: HubProcess, query = ''): Promise<{ tab: TrackedPage; id: string }> {
-  const known = new Set((await volunteers(hub)).map((v) => v.id));
-  const tab = await browser.newPage();
-  await tab.page.goto(`${hub.http}/volunteer?autostart=1${query}`);
-  const id = await waitFor(
-    'the volunteer to join',
-    async () => (await volunteers(hub)).find((v) => !known.has(v.id) && (v.state === 'ready' || v.state === 'busy'))?.id,
-    60_000,
-  );
-  return { tab, id };
-}
 
 /** The verifications counter for one verdict, from /metrics (whatever other labels it carries). */
 async function verifications(hub: HubProcess, verdict: 'agreed' | 'disagreed'): Promise<number> {
