@@ -208,9 +208,9 @@ test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: ev
     hub.child.kill('SIGTERM');
   });
   await Promise.all([
-    pipelinedClients({ endpoint: hub.zmq, clients: 32, inFlight: 8, body, ledger, until: hub.exited, replyTimeoutMs: 15_000 }),
-    noBackoffClients({ endpoint: hub.zmq, clients: 32, body, ledger, until: hub.exited, replyTimeoutMs: 15_000 }),
-    httpUploaders({ base: hub.http, clients: 16, image, keepAlive: true, ledger, until: hub.exited, replyTimeoutMs: 15_000 }),
+    pipelinedClients({ endpoint: hub.zmq, clients: 32, inFlight: 8, body, ledger, until: hub.exited, replyTimeoutMs: 5000 }),
+    noBackoffClients({ endpoint: hub.zmq, clients: 32, body, ledger, until: hub.exited, replyTimeoutMs: 5000 }),
+    httpUploaders({ base: hub.http, clients: 16, image, keepAlive: true, ledger, until: hub.exited, replyTimeoutMs: 5000 }),
   ]);
   assert.equal(await hub.exited, 0, 'exit code 0');
   const exitedAfterMs = (await exitedAt) - signalledAt;

@@ -30,23 +30,8 @@ describe('volunteers on the tiny model', () => {
     await browser?.close();
   });
 
-  test('with --workers 0 the hub is a pure coordinator: volunteers answer over ZeroMQ', async () => {
-    const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '0'] });
-    try {
-      const { tab } = await joinVolunteer(browser, hub);
-      const replies = await sendAll(hub.zmq, images.map((image) => payloadOf(image)), 60_000);
-      for (const reply of replies) {
-        const result = expectSuccess(reply);
-        assert.equal(result.executor.kind, 'volunteer');
-        assert.equal(result.executor.engine, 'webgpu');
-        assert.equal(result.predictions.length, 3);
-      }
-      assert.deepEqual(tab.problems, [], 'no console errors on the volunteer page');
-      await tab.page.close();
-    } finally {
-      await hub.stop();
-    }
-  });
+  // The pure coordinator (--workers 0, every answer a tab's over ZeroMQ) is covered by
+  // test/volunteer-swap.test.ts, which runs exactly that hub through a model swap.
 
   test('a volunteer answers as the local engine does; a lying one is caught and quarantined', async () => {
     const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });

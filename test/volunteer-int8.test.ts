@@ -1,14 +1,20 @@
 /**
  * Volunteers stay fair when the hub's own workers serve int8: volunteers compute fp32, and the
  * hub checks them against fp32 (a verification job runs on the worker's model.onnx session),
- * so int8's own error never counts against an honest tab; a lying tab is still caught. The
- * real hub, the tiny model quantized in a store of its own, real headless Chromium tabs.
+ * so int8's own error never counts against an honest tab; a lying one is still caught. The
+ * real hub, the tiny model quantized in a store of its own, a real headless Chromium tab (the
+ * honest one) and a lying peer speaking the volunteer protocol.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
+import type { RawData } from 'ws';
+import { MAX_TOP } from '../shared/labels.ts';
+import { decodeJobFrame, VOLUNTEER_PROTOCOL_VERSION } from '../shared/protocol/volunteer.ts';
+import type { HubMessage } from '../shared/protocol/volunteer.ts';
 import { launchChromium } from './support/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from './support/volunteers.ts';
 import type { LaunchedBrowser } from './support/browser.ts';
@@ -24,6 +30,35 @@ async function verifications(hub: HubProcess, verdict: 'agreed' | 'disagreed'): 
   const match = new RegExp(`^resnet_hub_volunteer_verifications_total\\{[^}]*verdict="${verdict}"[^}]*\\} (\\S+)$`, 'm').exec(text);
   assert.ok(match, `no ${verdict} verifications series in /metrics`);
   return Number(match[1]);
+}
+
+/** A volunteer peer on /ws/volunteer that joins properly and answers every job with the wrong class. */
+async function joinLyingPeer(hub: HubProcess): Promise<{ id: string; close(): void }> {
+  const known = new Set((await volunteers(hub)).map((v) => v.id));
+  const ws = new WebSocket(`${hub.http.replace('http', 'ws')}/ws/volunteer`, { origin: hub.http });
+  let beat: NodeJS.Timeout | undefined;
+  ws.on('message', (data: RawData, isBinary) => {
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (!isBinary) {
+      const message = JSON.parse(bytes.toString('utf8')) as HubMessage;
+      if (message.type !== 'welcome') return;
+      ws.send(JSON.stringify({ type: 'hello', protocol: VOLUNTEER_PROTOCOL_VERSION, backend: 'webgpu', model_sha256: message.model.sha256, per_image_ms: 5, max_batch: 1 }));
+      beat = setInterval(() => ws.send(JSON.stringify({ type: 'heartbeat', sent_at: Date.now() })), 500);
+      return;
+    }
+    const job = decodeJobFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const row = Array.from({ length: MAX_TOP }, (_, k) => (997 - k) % 1000);
+    ws.send(JSON.stringify({ type: 'result', job_id: job.jobId, indices: Array(job.batch).fill(row), probabilities: Array(job.batch).fill(row.map((_, k) => 0.9 / (k + 1))), compute_ms: 5 }));
+  });
+  ws.on('error', () => undefined);
+  const id = await waitFor('the lying peer to join', async () => (await volunteers(hub)).find((v) => !known.has(v.id) && v.state === 'ready')?.id, 15_000);
+  return {
+    id,
+    close: () => {
+      clearInterval(beat);
+      ws.terminate();
+    },
+  };
 }
 
 /**
@@ -69,7 +104,9 @@ test('local workers on int8: an honest volunteer is verified against fp32 and ke
     await honest.tab.page.close();
     await waitFor('the honest tab to leave', async () => ((await volunteers(hub)).some((v) => v.id === honest.id) ? undefined : true), 15_000);
 
-    const liar = await joinVolunteer(browser, hub, '&fault=wrong');
+    // The liar speaks the protocol from here (its lie is its answers, not its GPU): a real tab
+    // would spend half a minute of software WebGPU warming up to tell the same lie.
+    const liar = await joinLyingPeer(hub);
     const checked = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[1]), 60_000)).reply);
     assert.equal(checked.executor.kind, 'local', 'the reply carries the local answer, not the lie');
     const caught = await waitFor(
@@ -79,7 +116,7 @@ test('local workers on int8: an honest volunteer is verified against fp32 and ke
     );
     assert.match(caught.quarantine_reason ?? '', /disagreed/);
     assert.ok((await verifications(hub, 'disagreed')) >= 1);
-    await liar.tab.page.close();
+    liar.close();
   } finally {
     await hub.stop();
   }

@@ -121,7 +121,7 @@ test('a tab connected during a swap fetches the new model and serves again; no o
       }
     });
 
-    await sleep(2000);
+    await sleep(1000);
     const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', h5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
     assert.match(stdout, /running hub/);
     const newSha = (await readManifest(store))!.weightsSha256;
@@ -130,7 +130,7 @@ test('a tab connected during a swap fetches the new model and serves again; no o
     const switchedBy = Date.parse(swap.finished_at!);
     // The tab comes back with the new weights and serves again.
     await waitFor('an answer computed with the new weights', async () => (sent.some((s) => 'preds' in s.reply && s.reply.model.sha256 === newSha) ? true : undefined), 180_000);
-    await sleep(2000);
+    await sleep(1000);
     stopping = true;
     await Promise.all(clients);
 
@@ -138,7 +138,10 @@ test('a tab connected during a swap fetches the new model and serves again; no o
     const byModel = { old: 0, new: 0 };
     for (const { photo: name, sentAt, reply } of sent) {
       const result = expectSuccess(reply);
+      // --workers 0: a pure coordinator, every answer is the tab's, computed on WebGPU.
       assert.equal(result.executor.kind, 'volunteer', 'only the tab computes');
+      assert.equal(result.executor.engine, 'webgpu');
+      assert.equal(result.predictions.length, 5, 'top as asked');
       if (result.model.sha256 === oldSha) {
         byModel.old++;
         assert.ok(sentAt < switchedBy, 'an old-model answer only for a request sent before the switch ended');
