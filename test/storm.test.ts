@@ -203,7 +203,7 @@ test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: ev
   const exitedAt = hub.exited.then(() => performance.now());
   const ledger = new StormLedger();
   let signalledAt = Infinity;
-  void sleep(1500).then(() => {
+  void sleep(2500).then(() => {
     signalledAt = performance.now();
     hub.child.kill('SIGTERM');
   });

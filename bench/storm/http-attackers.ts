@@ -23,7 +23,13 @@ interface HttpAnswer {
   body: string;
 }
 
-function post(base: string, path: string, body: Buffer, agent: http.Agent | false, headers: Record<string, string>, timeoutMs: number): Promise<HttpAnswer> {
+/** `onSent` is told once the request is on the wire (connected and flushed), and before any answer. */
+function post(base: string, path: string, body: Buffer, agent: http.Agent | false, headers: Record<string, string>, timeoutMs: number, onSent: () => void): Promise<HttpAnswer> {
+  let sent = false;
+  const markSent = () => {
+    if (!sent) onSent();
+    sent = true;
+  };
   return new Promise((resolve, reject) => {
     const request = http.request(`${base}${path}`, {
       method: 'POST',
@@ -33,7 +39,9 @@ function post(base: string, path: string, body: Buffer, agent: http.Agent | fals
     });
     request.on('timeout', () => request.destroy(new Error('timed out')));
     request.on('error', reject);
+    request.on('finish', markSent);
     request.on('response', (response) => {
+      markSent();
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -52,13 +60,22 @@ export async function httpUploaders(options: UploadOptions): Promise<void> {
   const client = async (index: number) => {
     for (let n = 0; !stopping; n++) {
       const id = `${lane}-${index}-${n}`;
-      options.ledger.begin(id, lane);
+      // Tracked from the moment it is on the wire: a request whose connection never opened
+      // (the hub already gone) was never sent, and no server could answer it.
+      let sent = false;
       try {
-        const answer = await post(options.base, `/api/classify?request_id=${id}`, options.image, agent, options.headers ?? {}, options.replyTimeoutMs);
+        const answer = await post(options.base, `/api/classify?request_id=${id}`, options.image, agent, options.headers ?? {}, options.replyTimeoutMs, () => {
+          sent = true;
+          options.ledger.begin(id, lane);
+        });
         const reply = JSON.parse(answer.body) as { error?: { code?: string }; request_id?: string };
         options.ledger.settle(reply.request_id, reply.error ? String(reply.error.code) : 'ok', answer.status);
       } catch {
-        return; // a connection error or a timeout: the request stays unanswered, counted lost
+        if (!sent && !stopping) {
+          await new Promise((resolve) => setTimeout(resolve, 10)); // not sent: try again, without spinning
+          continue;
+        }
+        return; // a connection error or a timeout after sending: the request stays unanswered, counted lost
       }
     }
   };
