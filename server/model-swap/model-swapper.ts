@@ -121,9 +121,15 @@ export class ModelSwapper extends EventEmitter<ModelSwapperEvents> {
       record.state = step;
       this.emit('swap', { ...record });
     };
-    this.emit('swap', { ...record });
     try {
       const manifest = await readManifest(this.options.modelDir);
+      if (trigger === 'store' && manifest?.weightsSha256 === from.sha256) {
+        // The manifest was rewritten with the same weights (an int8 report added, say): no news.
+        this.current = undefined;
+        this.swaps--;
+        return;
+      }
+      this.emit('swap', { ...record });
       if (!manifest) return this.end(record, 'refused', 'there is no model in the store');
       record.to = manifest.weightsSha256;
       if (manifest.weightsSha256 === from.sha256) return this.end(record, 'refused', 'the store holds the model already in use');
