@@ -16,7 +16,7 @@ import * as ort from 'onnxruntime-node';
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { importKerasWeightsInWorker } from '../models/tools/keras/import-weights.ts';
 import { foldBatchNorm } from '../models/tools/onnx/fold-batch-norm.ts';
-import { attrInt, DataType, type Model } from '../models/tools/onnx/ir.ts';
+import { attrInt, attrInts, DataType, type Model } from '../models/tools/onnx/ir.ts';
 import { decodeModel, encodeModel } from '../models/tools/onnx/protobuf.ts';
 import type { FidelityReport } from '../models/tools/onnx/quantize/fidelity-schema.ts';
 import { ensureInt8Model, INT8_FILE, int8Staleness } from '../models/tools/onnx/quantize/int8-model.ts';
@@ -216,6 +216,46 @@ describe('graph passes', () => {
     const kept = quantizeQdq(model, ranges, { activationType: 'u8', keepFloat: new Set(['conv']) });
     assert.deepEqual(kept.plan.int8Nodes, []);
     assert.ok(kept.model.graph.initializer.some((t) => t.name === 'w' && t.data_type === DataType.FLOAT));
+  });
+
+  test('a MaxPool between an fp32 conv and an int8 one runs on the codes, with its output parameters, exactly', async () => {
+    // fp32 conv → Relu → MaxPool → int8 conv: before, the MaxPool ran in fp32 (slow in onnxruntime).
+    const model = convBnGraph([2, 0.5], [0.3, -1]);
+    foldBatchNorm(model);
+    const g = model.graph;
+    g.node.push(
+      { name: 'pool', op_type: 'MaxPool', input: ['y'], output: ['p'], attribute: [attrInts('kernel_shape', [2, 2]), attrInts('strides', [1, 1])] },
+      { name: 'conv2', op_type: 'Conv', input: ['p', 'w2'], output: ['z'], attribute: [] },
+    );
+    g.initializer.push({ name: 'w2', dims: [2, 2, 1, 1], data_type: DataType.FLOAT, data: Float32Array.of(1, 0, 0, 1) });
+    g.output = [{ name: 'z', elem_type: DataType.FLOAT, shape: [1, 2, 2, 2] }];
+    const ranges = new Map<string, [number, number]>([
+      ['y', [0, 9]], // the pool's input range is wider than its output's: the output's wins
+      ['p', [0, 8]],
+      ['z', [0, 8]],
+    ]);
+    const { model: q, plan } = quantizeQdq(model, ranges, { activationType: 'u8', keepFloat: new Set(['conv']) });
+    assert.deepEqual(plan.int8Nodes, ['conv2']);
+    assert.deepEqual(plan.tensors.get('y'), plan.tensors.get('p'), 'the pool input takes the output parameters');
+    assert.deepEqual(plan.tensors.get('p'), activationParams(0, 8, 'u8'));
+    const pool = q.graph.node.find((n) => n.op_type === 'MaxPool')!;
+    assert.equal(pool.input[0], plan.dequantized.get('y'), 'the MaxPool reads dequantized codes');
+    // Max commutes with the monotonic quantization: the int8 graph equals Q(fp32 MaxPool) then conv2.
+    const session = await ort.InferenceSession.create(await encodeModel(q));
+    const reference = await ort.InferenceSession.create(await encodeModel({ ...model, graph: { ...g, output: [{ name: 'p', elem_type: DataType.FLOAT, shape: [1, 2, 2, 2] }] } }));
+    try {
+      const x = new ort.Tensor('float32', input18, [1, 2, 3, 3]);
+      const z = (await session.run({ x })).z.data as Float32Array;
+      const p = (await reference.run({ x })).p.data as Float32Array;
+      const { scale } = activationParams(0, 8, 'u8');
+      for (let i = 0; i < p.length; i++) {
+        const pq = Math.min(255, roundHalfEven(p[i] / scale)) * scale;
+        assert.ok(Math.abs(z[i] - pq) <= scale, `element ${i}: ${z[i]} vs Q(${p[i]}) = ${pq}`);
+      }
+    } finally {
+      await session.release();
+      await reference.release();
+    }
   });
 });
 
