@@ -2,7 +2,7 @@
  * New weights without downtime, on a real hub (separate process, ONNX Runtime workers, the
  * full generated ResNet50): `npm run model:import` of a Keras .h5 into the store it serves,
  * under closed-loop load from 8 ZeroMQ clients; a new store the engine cannot load; SIGTERM
- * in the middle of a swap.
+ * in the middle of a swap; a hub on int8, whose quantized model must follow the weights.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -12,6 +12,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
+import { int8Staleness, readInt8Sidecar } from '../models/tools/onnx/quantize/int8-model.ts';
+import { DEFAULT_QUANTIZATION } from '../models/tools/onnx/quantize/quantize.ts';
 import { MANIFEST_JSON, readManifest } from '../models/tools/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
@@ -211,4 +213,32 @@ test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 3
   const replies = await Promise.all(inFlight);
   for (const { reply } of replies) assert.ok(!('error' in reply) || reply.error.code === 'shutting_down', JSON.stringify(reply));
   assert.equal(await hub.exited, 0);
+});
+
+test('a hub on int8: new weights get a new model.int8.onnx before the switch, and replies say int8 on both sides of it', { timeout: 300_000 }, async () => {
+  const store = await copyOfTestStore('store-int8', TINY_MODEL_DIR);
+  const before = (await readManifest(store))!.weightsSha256;
+  const hub = await startHub({ args: [...HUB_ARGS, '--precision', 'int8', '--model-dir', store, '--model-poll-ms', '0'] });
+  try {
+    const old = expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
+    assert.equal(old.model.precision, 'int8');
+    assert.equal(old.model.sha256, before);
+    await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
+    hub.child.kill('SIGHUP');
+    const report = await waitForSwapEnd(hub);
+    const swap = report.model_swap!.history.at(-1)!;
+    assert.equal(swap.state, 'done', JSON.stringify(swap));
+    const newSha = report.model.sha256;
+    assert.notEqual(newSha, before);
+    const sidecar = await readInt8Sidecar(store);
+    assert.equal(sidecar?.weightsSha256, newSha, 'the int8 file was re-made from the new weights');
+    assert.equal(await int8Staleness(store, DEFAULT_QUANTIZATION), null, 'and it is current');
+    assert.equal(report.model.int8_fidelity?.pooled_sqnr_db, sidecar?.report.pooled_sqnr_db, '/api/status shows the new model\'s fidelity');
+    const fresh = expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
+    assert.equal(fresh.model.precision, 'int8');
+    assert.equal(fresh.model.sha256, newSha);
+    assert.notDeepEqual(top3(fresh), top3(old), 'the sharper classifier changes the answer');
+  } finally {
+    assert.equal(await hub.stop(), 0);
+  }
 });
