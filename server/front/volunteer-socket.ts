@@ -7,95 +7,38 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer } from 'ws';
-import type { RawData } from 'ws';
+import { WebSocketServer } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { MAX_TOP } from '../../shared/labels.ts';
-import type { WeightsKind } from '../../shared/protocol/classify.ts';
-import {
-  MAX_VOLUNTEER_BATCH,
-  MAX_VOLUNTEER_MESSAGE_BYTES,
-  VOLUNTEER_PROTOCOL_VERSION,
-  VolunteerMessageSchema,
-} from '../../shared/protocol/volunteer.ts';
-import type { AdapterInfo, HubMessage, VolunteerBackend } from '../../shared/protocol/volunteer.ts';
+import { MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, VolunteerMessageSchema } from '../../shared/protocol/volunteer.ts';
+import type { UpgradeRefusal, VolunteerHubStats, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { VolunteerExecutor } from '../executors/volunteer-executor.ts';
-import type { JobTimeout, JobVerdict, VolunteerHello } from '../executors/volunteer-executor.ts';
+import type { JobVerdict, VolunteerHello } from '../executors/volunteer-executor.ts';
 import type { Logger } from '../log.ts';
-import type { Scheduler } from '../scheduler/scheduler.ts';
-import type { UpgradeHandler } from './http-front.ts';
-import type { UpgradeRefusal, VolunteerConnectionState, VolunteerHubStats, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { DEFAULT_ALLOWED_ORIGINS, originAllowed, parseOriginRule, presentsToken, refuseUpgrade, tokenDigest } from './upgrade-guard.ts';
 import type { OriginRule } from './upgrade-guard.ts';
+import {
+  CLOSE_BYE,
+  CLOSE_MODEL_CHANGED,
+  CLOSE_QUARANTINED_EARLY,
+  CLOSE_REFUSED,
+  CLOSE_STOP,
+  CLOSE_VIOLATIONS,
+  CLOSE_WAIT_MS,
+  connectionStatus,
+  rawText,
+  sendJobFrame,
+  sendMessage,
+} from './volunteer-connection.ts';
+import type { Connection } from './volunteer-connection.ts';
+import type { VolunteerHubEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
+
+export type { VolunteerHubEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
 export const DEFAULT_HEARTBEAT_MS = 2000;
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
-
-/** Close codes the hub uses; 4000–4999 are the application's own. */
-const CLOSE_BYE = 1000;
-const CLOSE_STOP = 1001;
-const CLOSE_VIOLATIONS = 1008;
-const CLOSE_REFUSED = 4001;
-const CLOSE_QUARANTINED_EARLY = 4002;
-const CLOSE_MODEL_CHANGED = 4003;
-/** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
-const CLOSE_WAIT_MS = 1000;
-
-export interface VolunteerModel {
-  url: string;
-  sha256: string;
-  weights: WeightsKind;
-}
-
-export interface VolunteerSocketOptions {
-  /** Registers the upgrade handler for `path` (HttpFront.onUpgrade). */
-  onUpgrade: (path: string, handler: UpgradeHandler) => void;
-  scheduler: Pick<Scheduler, 'addExecutor' | 'removeExecutor'>;
-  /** The model tabs must run; a function when it may change while the hub runs. */
-  model: VolunteerModel | (() => VolunteerModel);
-  log: Logger;
-  path?: string;
-  /** When set (and not empty), a tab must present it as `?token=` or as one of its WebSocket subprotocols. */
-  token?: string;
-  /**
-   * Origins allowed besides the hub's own host (same host as the Host header), e.g.
-   * `https://example.org`, `http://localhost:*` (any port), `*` (any). Default: localhost ones.
-   */
-  allowedOrigins?: readonly string[];
-  heartbeatMs?: number;
-  /** A tab silent for this many heartbeats is dropped. */
-  missedBeats?: number;
-  /** The hub's batch limit for a tab (the tab's own from hello applies too). */
-  maxBatch?: number;
-  topK?: number;
-  /** Protocol violations after which a tab's socket is closed. */
-  maxViolations?: number;
-  maxConnections?: number;
-  jobTimeout?: JobTimeout;
-  maxConsecutiveFailures?: number;
-  failureRestMs?: number;
-}
-
-export interface VolunteerHubEvents {
-  joined: [volunteer: VolunteerStatus];
-  left: [volunteer: VolunteerStatus, reason: string];
-  quarantined: [volunteer: VolunteerStatus, reason: string];
-}
-
-interface Connection {
-  id: string;
-  ws: WebSocket;
-  connectedAt: number;
-  /** performance.now() of the last frame from the tab: silence is measured on a monotonic clock. */
-  lastHeard: number;
-  userAgent: string | undefined;
-  violations: number;
-  executor?: VolunteerExecutor;
-  inScheduler: boolean;
-  finished: boolean;
-  closed: Promise<void>;
-}
 
 /** Attaches the volunteer WebSocket to the HTTP front; the returned hub is the hub's handle on volunteers. */
 export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerHub {
@@ -175,7 +118,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
 
   /** Connected tabs, then the most recent quarantined ones that have since left (so an operator sees them). */
   list(): VolunteerStatus[] {
-    return [...[...this.connections.values()].map((connection) => this.statusOf(connection)), ...this.quarantinedGone];
+    return [...[...this.connections.values()].map(connectionStatus), ...this.quarantinedGone];
   }
 
   stats(): VolunteerHubStats {
@@ -201,7 +144,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       return true;
     }
     // Not joined yet: nothing to hold back, so it is told and let go.
-    this.send(connection, { type: 'quarantined', reason });
+    sendMessage(connection, { type: 'quarantined', reason }, this.log);
     this.log.warn({ volunteer: id, reason }, 'volunteer quarantined before hello');
     this.closeConnection(connection, CLOSE_QUARANTINED_EARLY, 'quarantined', `quarantined: ${reason}`);
     return true;
@@ -215,7 +158,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   modelChanged(): void {
     const model = this.model();
     for (const connection of [...this.connections.values()]) {
-      this.send(connection, { type: 'model', model: { url: model.url, sha256: model.sha256, weights: model.weights } });
+      sendMessage(connection, { type: 'model', model: { url: model.url, sha256: model.sha256, weights: model.weights } }, this.log);
       void this.closeConnection(connection, CLOSE_MODEL_CHANGED, 'model changed', `the hub changed its model to ${model.sha256}`);
     }
   }
@@ -224,7 +167,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   async stopAll(reason: string): Promise<void> {
     this.accepting = false;
     const closing = [...this.connections.values()].map((connection) => {
-      this.send(connection, { type: 'stop', reason });
+      sendMessage(connection, { type: 'stop', reason }, this.log);
       return this.closeConnection(connection, CLOSE_STOP, 'hub stopping', `stopped: ${reason}`);
     });
     await Promise.all(closing);
@@ -275,7 +218,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     // Joining (the hello, with its model and adapter) is logged at info; a bare connection is not news.
     this.log.debug({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
     const model = this.model();
-    this.send(connection, {
+    sendMessage(connection, {
       type: 'welcome',
       protocol: VOLUNTEER_PROTOCOL_VERSION,
       volunteer_id: id,
@@ -283,7 +226,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       heartbeat_ms: this.heartbeatMs,
       top_k: this.topK,
       max_batch: this.maxBatch,
-    });
+    }, this.log);
   }
 
   private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
@@ -330,7 +273,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     if (hello.model_sha256 !== model.sha256.toLowerCase()) {
       this.counters.refusedHellos++;
       this.log.warn({ volunteer: connection.id, theirs: hello.model_sha256, ours: model.sha256 }, 'volunteer refused: wrong model');
-      this.send(connection, { type: 'refused', reason: `the hub serves model ${model.sha256} (${model.url}), not ${hello.model_sha256}` });
+      sendMessage(connection, { type: 'refused', reason: `the hub serves model ${model.sha256} (${model.url}), not ${hello.model_sha256}` }, this.log);
       this.closeConnection(connection, CLOSE_REFUSED, 'wrong model', 'refused: wrong model');
       return;
     }
@@ -338,8 +281,8 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       id: connection.id,
       hello,
       link: {
-        send: (message) => this.send(connection, message),
-        sendJob: (frame, onError) => this.sendJob(connection, frame, onError),
+        send: (message) => sendMessage(connection, message, this.log),
+        sendJob: (frame, onError) => sendJobFrame(connection, frame, onError),
       },
       maxBatch: this.maxBatch,
       topK: this.topK,
@@ -358,7 +301,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       { volunteer: connection.id, backend: hello.backend, adapter: hello.adapter, per_image_ms: hello.per_image_ms, max_batch: executor.maxBatch },
       'volunteer joined',
     );
-    this.emit('joined', this.statusOf(connection));
+    this.emit('joined', connectionStatus(connection));
   }
 
   private onVerdict(connection: Connection, type: string, jobId: number, verdict: JobVerdict): void {
@@ -389,7 +332,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   private onQuarantined(connection: Connection, reason: string): void {
     this.leaveScheduler(connection);
     this.log.warn({ volunteer: connection.id, reason }, 'volunteer quarantined');
-    this.emit('quarantined', this.statusOf(connection), reason);
+    this.emit('quarantined', connectionStatus(connection), reason);
   }
 
   private violation(connection: Connection, kind: string, detail: string): void {
@@ -421,7 +364,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
         connection.ws.terminate();
         continue;
       }
-      this.send(connection, { type: 'heartbeat', sent_at: Date.now() });
+      sendMessage(connection, { type: 'heartbeat', sent_at: Date.now() }, this.log);
     }
   }
 
@@ -450,7 +393,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       this.leaveScheduler(connection);
     }
     this.log[executor ? 'info' : 'debug']({ volunteer: connection.id, reason, jobs: executor?.jobsDone ?? 0 }, 'volunteer left');
-    const status = this.statusOf(connection);
+    const status = connectionStatus(connection);
     if (executor?.quarantineReason !== undefined) {
       this.quarantinedGone.push({ ...status, state: 'quarantined' });
       if (this.quarantinedGone.length > QUARANTINE_RECORDS) this.quarantinedGone.shift();
@@ -465,59 +408,11 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     this.scheduler.removeExecutor(connection.executor);
   }
 
-  private send(connection: Connection, message: HubMessage): void {
-    if (connection.ws.readyState !== WebSocket.OPEN) return;
-    connection.ws.send(JSON.stringify(message), (error) => {
-      if (error) this.log.debug({ err: error, volunteer: connection.id, type: message.type }, 'send to volunteer failed');
-    });
-  }
 
-  private sendJob(connection: Connection, frame: Uint8Array, onError: (error: Error) => void): void {
-    if (connection.ws.readyState !== WebSocket.OPEN) {
-      onError(new Error('the connection is closed'));
-      return;
-    }
-    connection.ws.send(frame, { binary: true }, (error) => {
-      if (error) onError(error);
-    });
-  }
-
-  private statusOf(connection: Connection): VolunteerStatus {
-    const executor = connection.executor;
-    const lastSeen = performance.timeOrigin + connection.lastHeard;
-    return {
-      id: connection.id,
-      kind: 'volunteer',
-      state: executor?.state ?? (connection.finished ? 'gone' : 'joining'),
-      backend: executor?.engine,
-      adapter: executor?.adapter,
-      user_agent: executor?.userAgent ?? connection.userAgent,
-      busy: executor?.busy ?? false,
-      per_image_ms: executor && round1(executor.perImageMs),
-      overhead_ms: executor && round1(executor.overheadMs),
-      max_batch: executor?.maxBatch,
-      jobs: executor?.jobsDone ?? 0,
-      images: executor?.imagesDone ?? 0,
-      failures: executor?.failures ?? 0,
-      violations: connection.violations,
-      connected_at: new Date(connection.connectedAt).toISOString(),
-      last_seen: new Date(lastSeen).toISOString(),
-      quarantine_reason: executor?.quarantineReason,
-    };
-  }
 }
 
-function rawText(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
-}
+
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, Math.floor(value)));
 }
-
-function round1(value: number): number {
-  return Math.round(value * 10) / 10;
-}
-
