@@ -36,7 +36,10 @@ describe('volunteers on the tiny model', () => {
   test('a volunteer answers as the local engine does; a lying one is caught and quarantined', async () => {
     const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });
     try {
-      const { tab, id } = await joinVolunteer(browser, hub);
+      // One image per job (?max_batch=1): what is tested needs no batch, and the tab then skips
+      // compiling the batch shaders, which is half of its start on SwiftShader.
+      const { tab, id } = await joinVolunteer(browser, hub, '&max_batch=1');
+      assert.equal((await volunteers(hub)).find((v) => v.id === id)?.max_batch, 1, 'the tab offers what its URL asks');
       // The dashboard watches the volunteers throughout.
       const dashboard = await browser.newPage();
       await dashboard.page.goto(`${hub.http}/dashboard`);
@@ -55,7 +58,7 @@ describe('volunteers on the tiny model', () => {
       await tab.page.close();
       await waitFor('the honest tab to leave', async () => ((await volunteers(hub)).some((v) => v.id === id) ? undefined : true), 15_000);
 
-      const liar = await joinVolunteer(browser, hub, '&fault=wrong');
+      const liar = await joinVolunteer(browser, hub, '&fault=wrong&max_batch=1');
       const honestAnswer = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[0], { offload: false }))).reply);
       const checked = expectSuccess((await dealerRequest(hub.zmq, payloadOf(images[0]), 60_000)).reply);
       assert.equal(checked.preds, honestAnswer.preds, 'the reply carries the local answer, not the lie');
@@ -81,7 +84,7 @@ describe('volunteers on the tiny model', () => {
   test('a tab closed with jobs in flight: every request is still answered, by local workers', async () => {
     const hub = await startHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '0'] });
     try {
-      const { tab, id } = await joinVolunteer(browser, hub);
+      const { tab, id } = await joinVolunteer(browser, hub, '&max_batch=1');
       const socket = new zmq.Dealer({ receiveTimeout: 60_000, linger: 0 });
       socket.connect(hub.zmq);
       const sent = 8;

@@ -90,7 +90,7 @@ test('local workers on int8: an honest volunteer is verified against fp32 and ke
     assert.equal(local.executor.kind, 'local');
     assert.equal(local.model.precision, 'int8', 'the local workers serve int8');
 
-    const honest = await joinVolunteer(browser, hub);
+    const honest = await joinVolunteer(browser, hub, '&max_batch=1'); // no batch needed: a quicker start
     for (const image of images) {
       const remote = expectSuccess((await dealerRequest(hub.zmq, payloadOf(image), 60_000)).reply);
       // With --verify-fraction 1 a disagreeing answer would be replaced by the local one.

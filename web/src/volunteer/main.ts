@@ -37,7 +37,10 @@ const fault: FaultMode = params.get('fault') === 'wrong' ? 'wrong' : null;
 const forced = params.get('backend');
 const backend = (VOLUNTEER_BACKENDS as readonly string[]).includes(forced ?? '') ? (forced as VolunteerBackend) : null;
 
-const session = new VolunteerSession({ url: hubUrl(), baseUrl: location.href, fault, backend });
+const batchLimit = Number.parseInt(params.get('max_batch') ?? '', 10);
+const maxBatch = Number.isInteger(batchLimit) && batchLimit >= 1 ? batchLimit : null;
+
+const session = new VolunteerSession({ url: hubUrl(), baseUrl: location.href, fault, backend, maxBatch });
 window.volunteerState = session.state;
 
 function element<T extends HTMLElement>(id: string): T {

@@ -82,6 +82,11 @@ export interface SessionOptions {
   fault: FaultMode;
   /** Force one backend (?backend=wasm), for tests and troubleshooting. */
   backend: VolunteerBackend | null;
+  /**
+   * The most images this tab takes per job (?max_batch=1), below the hub's limit. 1 also skips
+   * compiling the batch shaders: a quicker start and less GPU memory. Null: the hub's limit.
+   */
+  maxBatch: number | null;
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -365,7 +370,7 @@ export class VolunteerSession {
       state: 'loading',
       detail: 'Preparing the model…',
     });
-    const maxBatch = Math.max(1, Math.min(welcome.max_batch, MAX_VOLUNTEER_BATCH));
+    const maxBatch = Math.max(1, Math.min(welcome.max_batch, this.options.maxBatch ?? MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_BATCH));
     this.toWorker({ type: 'load', url: modelUrl, sha256: welcome.model.sha256, maxBatch });
   }
 
