@@ -10,6 +10,7 @@ export interface VolunteerView {
   state: string;
   backend?: string;
   images: number;
+  max_batch?: number;
   quarantine_reason?: string;
 }
 
