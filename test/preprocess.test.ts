@@ -257,3 +257,18 @@ test('maxPixels is inclusive: exactly width*height passes, one less fails', asyn
   assert.match(error.message, /384x256/);
   await assert.rejects(preprocessImage(jpeg, { maxPixels: Number.NaN }), RangeError);
 });
+
+test('a plain JPEG is read from its own header (one pipeline): size, components and EXIF orientation', async () => {
+  const { readJpegHeader } = await import('../server/preprocess/jpeg-header.ts');
+  const upright = await sharp(fixture('exif-6.jpg')).rotate().resize(300, 480).jpeg({ quality: 92 }).toBuffer();
+  const stored = await sharp(upright).rotate(-90).withMetadata({ orientation: 6 }).jpeg({ quality: 92 }).toBuffer();
+  assert.deepEqual(readJpegHeader(stored), { width: 480, height: 300, components: 3, orientation: 6 });
+  const out = await preprocessImage(stored, LIMITS);
+  assert.deepEqual([out.width, out.height, out.format], [300, 480, 'jpeg'], 'the upright size');
+  // Turned upright by EXIF, the picture is the upright one (up to a second JPEG encoding).
+  const reference = await preprocessImage(upright, LIMITS);
+  assert.ok(difference(out.rgb, reference.rgb).mean < 1, `mean difference ${difference(out.rgb, reference.rgb).mean}`);
+  assert.equal(readJpegHeader(Buffer.from('not a jpeg')), null);
+  const grey = await sharp({ create: { width: 256, height: 256, channels: 3, background: '#808080' } }).toColourspace('b-w').jpeg().toBuffer();
+  assert.equal(readJpegHeader(grey)?.components, 1);
+});

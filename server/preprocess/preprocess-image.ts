@@ -31,6 +31,7 @@
 import sharp from 'sharp';
 import type { Metadata, Sharp, SharpOptions } from 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
+import { readJpegHeader } from './jpeg-header.ts';
 
 export const INPUT_SIZE = 224;
 
@@ -53,6 +54,15 @@ export interface PreprocessedImage {
   format: string;
 }
 
+/** How every image is read, besides its pixel limit. */
+const PIPELINE_INPUT: SharpOptions = {
+  autoOrient: true,
+  ignoreIcc: true,
+  // 'error' rejects truncated and broken data (Pillow raises on those too) but not
+  // mere libjpeg warnings such as stray bytes before a marker, which Pillow accepts.
+  failOn: 'error',
+};
+
 /** Formats we decode. sharp also renders SVG (and, in other builds, PDF, JPEG 2000, ...): refused. */
 const SUPPORTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 const SUPPORTED_LIST = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
@@ -61,6 +71,8 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   const maxPixels = Math.floor(limits.maxPixels);
   if (!(maxPixels >= 1)) throw new RangeError(`limits.maxPixels must be a positive number, got ${limits.maxPixels}`);
   if (bytes.byteLength === 0) throw new ServiceError('unsupported_image', 'The image is empty (0 bytes).');
+  const plain = await decodePlainJpeg(bytes, maxPixels);
+  if (plain) return plain;
 
   const meta = await readHeader(bytes, maxPixels);
   const format = meta.format as string;
@@ -71,14 +83,7 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   if (!(width > 0 && height > 0)) throw new ServiceError('corrupt_image', `The ${format.toUpperCase()} header gives no usable size (${width}x${height}).`);
   if (width * height > maxPixels) throw tooManyPixels(width, height, maxPixels);
 
-  const input: SharpOptions = {
-    autoOrient: true,
-    ignoreIcc: true,
-    // 'error' rejects truncated and broken data (Pillow raises on those too) but not
-    // mere libjpeg warnings such as stray bytes before a marker, which Pillow accepts.
-    failOn: 'error',
-    limitInputPixels: maxPixels, // backstop; the header check above answers first
-  };
+  const input: SharpOptions = { ...PIPELINE_INPUT, limitInputPixels: maxPixels }; // a backstop; the header check above answers first
   // sharp does the downscaled axes; an axis shorter than 224 keeps its size for now.
   const shrunk = { width: Math.min(width, INPUT_SIZE), height: Math.min(height, INPUT_SIZE) };
   const shrinks = shrunk.width < width || shrunk.height < height;
@@ -97,6 +102,28 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   return { rgb: ownBuffer(rgb), width, height, format };
 }
 
+/**
+ * The usual image, a colour or grey JPEG at least 224 pixels each way, in one libvips pipeline:
+ * the same one the general path runs for it, without the metadata pass before it (0.3–0.7 ms
+ * of a 4 ms decode here). Null for anything else, and for a JPEG that fails to decode, so that
+ * the general path says what is wrong with it.
+ */
+async function decodePlainJpeg(bytes: Uint8Array, maxPixels: number): Promise<PreprocessedImage | null> {
+  const header = readJpegHeader(bytes);
+  if (!header || (header.components !== 1 && header.components !== 3)) return null;
+  const { width: storedWidth, height: storedHeight } = header;
+  if (storedWidth < INPUT_SIZE || storedHeight < INPUT_SIZE || storedWidth * storedHeight > maxPixels) return null;
+  const target = storedWidth === INPUT_SIZE && storedHeight === INPUT_SIZE ? null : { width: INPUT_SIZE, height: INPUT_SIZE };
+  try {
+    const image = await decode(sharp(bytes, { ...PIPELINE_INPUT, limitInputPixels: maxPixels }), target);
+    if (image.width !== INPUT_SIZE || image.height !== INPUT_SIZE) return null;
+    const turned = header.orientation >= 5; // 5–8 swap the axes
+    return { rgb: ownBuffer(image.data), width: turned ? storedHeight : storedWidth, height: turned ? storedWidth : storedHeight, format: 'jpeg' };
+  } catch {
+    return null;
+  }
+}
+
 /** Header only: format, size, channels. No pixel data is decoded. */
 async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Metadata> {
   try {
@@ -111,7 +138,7 @@ async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Metadat
     // The decoders refuse some huge sizes before libvips reports them (libjpeg: a side over
     // 65500 px; libspng: rows over its byte limit), which would read as a damaged file. The
     // size is in the header: an image that declares too many pixels is told so.
-    const declared = signature === 'JPEG' ? jpegFrameSize(bytes) : signature === 'PNG' ? pngHeaderSize(bytes) : null;
+    const declared = signature === 'JPEG' ? readJpegHeader(bytes) : signature === 'PNG' ? pngHeaderSize(bytes) : null;
     if (declared && declared.width > 0 && declared.height > 0) {
       if (declared.width * declared.height > maxPixels) throw tooManyPixels(declared.width, declared.height, maxPixels);
       if (/maximum supported image dimension/i.test(message)) {
@@ -124,24 +151,6 @@ async function readHeader(bytes: Uint8Array, maxPixels: number): Promise<Metadat
     // A known signature that libvips cannot parse (e.g. a TIFF cut before its directory).
     throw new ServiceError('corrupt_image', `The ${signature ?? 'image'} header could not be read: the file is truncated or damaged (${message}).`);
   }
-}
-
-/** Width and height from a JPEG's first frame header (SOFn), before any scan; null if there is none. */
-function jpegFrameSize(b: Uint8Array): Size | null {
-  let at = 2;
-  while (at + 9 <= b.length && b[at] === 0xff) {
-    const marker = b[at + 1];
-    if (marker === 0xff) {
-      at++; // fill byte
-      continue;
-    }
-    if (marker === 0xda || marker === 0xd9) return null; // a scan or the end, and no frame header yet
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      return { height: (b[at + 5] << 8) | b[at + 6], width: (b[at + 7] << 8) | b[at + 8] };
-    }
-    at += 2 + ((b[at + 2] << 8) | b[at + 3]);
-  }
-  return null;
 }
 
 /** Width and height from a PNG's IHDR, when they are within the format's 2^31 - 1; null otherwise. */
