@@ -104,9 +104,9 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
 
 /**
  * The usual image, a colour or grey JPEG at least 224 pixels each way, in one libvips pipeline:
- * the same one the general path runs for it, without the metadata pass before it (0.3–0.7 ms
- * of a 4 ms decode here). Null for anything else, and for a JPEG that fails to decode, so that
- * the general path says what is wrong with it.
+ * the same one the general path runs for it, without the metadata pass before it (measured:
+ * 0.10–0.25 ms of CPU of ~4 ms per photo). Null for anything else, and for a JPEG that fails
+ * to decode, so that the general path says what is wrong with it.
  */
 async function decodePlainJpeg(bytes: Uint8Array, maxPixels: number): Promise<PreprocessedImage | null> {
   const header = readJpegHeader(bytes);
