@@ -43,3 +43,20 @@ describe('decodeBase64Image', () => {
     assert.equal(code('A'.repeat(2000)), 'payload_too_large', 'the size is checked before decoding');
   });
 });
+
+test('a stray character anywhere, or padding in the middle, is caught whatever the length', () => {
+  const valid = Buffer.from('The quick brown fox jumps over the lazy dog!').toString('base64');
+  for (let at = 0; at < valid.length; at++) {
+    for (const stray of ['*', '=', '-', '_', '.', 'é']) {
+      const text = valid.slice(0, at) + stray + valid.slice(at);
+      if (text.length % 4 === 1) continue; // refused by length alone
+      assert.equal(code(text), 'invalid_base64', `${JSON.stringify(stray)} at ${at}`);
+    }
+  }
+});
+
+test('what a fuzzer found against a cheaper check: a third padding character, characters beyond Latin-1', () => {
+  assert.equal(code('anVuazqZiuzjwSsJhmC7DKR3JFl80rpxDrhhDwoKN56GoOGT6d3D==='), 'invalid_base64');
+  assert.equal(code('\u{1F338}\u{1F338}'), 'invalid_base64', 'Node decodes only the low byte of each UTF-16 unit');
+  assert.equal(code('\u{1F338}'.repeat(64)), 'invalid_base64');
+});
