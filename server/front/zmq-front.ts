@@ -21,6 +21,9 @@ import type { CurveCounts, CurveSecurity } from './curve-auth.ts';
 import { SocketWriter } from './socket-writer.ts';
 import type { DropReason } from './socket-writer.ts';
 
+/** Messages taken in a row before the receive loop lets the event loop run. */
+const RECEIVE_BURST = 64;
+
 interface Envelope {
   /** Routing frames, including the REQ delimiter when there was one. */
   route: Buffer[];
@@ -159,8 +162,16 @@ export class ZmqFront {
   }
 
   private async receiveLoop(): Promise<void> {
+    let burst = 0;
     try {
       for await (const frames of this.router) {
+        // zeromq.js hands over queued messages without a trip through the event loop, so a
+        // flood would keep this loop in microtasks and starve timers and the HTTP front (seen:
+        // HTTP requests unanswered for seconds under a ZeroMQ storm). Let them run now and then.
+        if (++burst >= RECEIVE_BURST) {
+          burst = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
         this.lastReceivedAt = performance.now();
         if (!this.receiving) {
           const { route, body } = splitEnvelope(frames);
