@@ -7,6 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { UpgradeRefusal } from '../../shared/protocol/status.ts';
 
 /** Pages served from this machine, on any port (the hub itself, Vite's dev server). */
 export const DEFAULT_ALLOWED_ORIGINS: readonly string[] = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*'];
@@ -76,3 +77,22 @@ export function refuseUpgrade(socket: Duplex, status: number, message: string): 
 }
 
 const REFUSED_UPGRADE_LINGER_MS = 2000;
+
+export interface UpgradeGate {
+  /** False once the hub is stopping. */
+  accepting: boolean;
+  /** At the connection limit. */
+  full: boolean;
+  originRules: readonly OriginRule[];
+  /** Set when a token is required. */
+  tokenDigest: Buffer | undefined;
+}
+
+/** Why an upgrade is refused, with its HTTP status; undefined when it may go ahead. */
+export function upgradeRefusal(request: IncomingMessage, gate: UpgradeGate): { kind: UpgradeRefusal; status: number; message: string } | undefined {
+  if (!gate.accepting) return { kind: 'stopping', status: 503, message: 'the hub is shutting down' };
+  if (gate.full) return { kind: 'capacity', status: 503, message: 'too many volunteers connected' };
+  if (!originAllowed(request.headers.origin, request.headers.host, gate.originRules)) return { kind: 'origin', status: 403, message: 'origin not allowed' };
+  if (gate.tokenDigest && !presentsToken(request, gate.tokenDigest)) return { kind: 'token', status: 401, message: 'a volunteer token is required' };
+  return undefined;
+}

@@ -15,7 +15,7 @@ import type { UpgradeRefusal, VolunteerHubStats, VolunteerStatus } from '../../s
 import { VolunteerExecutor } from '../executors/volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from '../executors/volunteer-executor.ts';
 import type { Logger } from '../log.ts';
-import { DEFAULT_ALLOWED_ORIGINS, originAllowed, parseOriginRule, presentsToken, refuseUpgrade, tokenDigest } from './upgrade-guard.ts';
+import { DEFAULT_ALLOWED_ORIGINS, parseOriginRule, refuseUpgrade, tokenDigest, upgradeRefusal } from './upgrade-guard.ts';
 import type { OriginRule } from './upgrade-guard.ts';
 import {
   CLOSE_BYE,
@@ -99,7 +99,12 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   /** The HTTP upgrade for the volunteer path: refused at once unless Origin and token pass. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
-      const refusal = this.admit(request);
+      const refusal = upgradeRefusal(request, {
+        accepting: this.accepting,
+        full: this.connections.size >= this.maxConnections,
+        originRules: this.originRules,
+        tokenDigest: this.tokenDigest,
+      });
       if (refusal) {
         const count = ++this.refusedUpgrades[refusal.kind];
         const fields = { reason: refusal.kind, origin: request.headers.origin, address: request.socket.remoteAddress, count };
@@ -178,16 +183,6 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     await this.stopAll('the hub is closing');
     clearInterval(this.heartbeatTimer);
     this.wss.close();
-  }
-
-  private admit(request: IncomingMessage): { kind: UpgradeRefusal; status: number; message: string } | undefined {
-    if (!this.accepting) return { kind: 'stopping', status: 503, message: 'the hub is shutting down' };
-    if (this.connections.size >= this.maxConnections) return { kind: 'capacity', status: 503, message: 'too many volunteers connected' };
-    if (!originAllowed(request.headers.origin, request.headers.host, this.originRules)) {
-      return { kind: 'origin', status: 403, message: 'origin not allowed' };
-    }
-    if (this.tokenDigest && !presentsToken(request, this.tokenDigest)) return { kind: 'token', status: 401, message: 'a volunteer token is required' };
-    return undefined;
   }
 
   private accept(ws: WebSocket, request: IncomingMessage): void {
