@@ -76,19 +76,20 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<string, [number, n
   // onto the codes too: quantizing is monotonic, so max then quantize equals quantize then max
   // with the output's parameters, and onnxruntime's fp32 NCHW MaxPool is slow here (4.7 ms of
   // 20 per image on noisy input, measured), where its u8 one is not.
-  const takesOutputParams = new Set<string>();
+  /** Pool input → the pool output whose calibrated range it takes. */
+  const rangeOf = new Map<string, string>();
   for (const node of graph.node) {
     const input = node.input[0];
     if (node.op_type !== 'MaxPool' || !marked.has(node.output[0]) || marked.has(input) || !isActivation(input)) continue;
     if (soleReader(input) !== node) continue;
     marked.add(input);
-    takesOutputParams.add(input);
+    rangeOf.set(input, node.output[0]);
   }
 
   // 2. Parameters, in graph order so a SAME_PARAMS output finds its input's.
   const params = new Map<string, QuantParams>();
   const paramsOf = (tensor: string): QuantParams => {
-    const range = ranges.get(takesOutputParams.has(tensor) ? index.consumers.get(tensor)![0].output[0] : tensor);
+    const range = ranges.get(rangeOf.get(tensor) ?? tensor);
     if (!range) throw new Error(`no calibrated range for tensor '${tensor}'`);
     return activationParams(range[0], range[1], options.activationType);
   };
