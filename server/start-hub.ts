@@ -158,6 +158,13 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   footprintMiB = Math.max(0, process.memoryUsage.rss() - rssBeforePool) / MiB;
   const zmqEndpoint = await zmqFront.bind(config.zmq);
   if (config.hubId === undefined) hub.identity = { id: defaultHubId(zmqEndpoint) };
+  await swaps.watch();
+  // Tells the model tools that this hub serves the store (they say so after writing new weights).
+  const marker = { pid: process.pid, http: `http://${config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost}:${httpPort}`, poll_ms: config.modelPollMs, started_at: new Date().toISOString() };
+  await writeServingMarker(config.modelDir, marker).catch((error: unknown) => log.debug({ err: error }, 'could not write the serving note beside the store'));
+  // Nothing is awaited from here to the return: the caller must hold this hub (and so drain it
+  // on SIGTERM) from the moment it accepts a request. A signal that fell in an await between
+  // the two found no hub to drain and exited, dropping what had been accepted.
   hub.markReady();
   const untrained = manifest.weights === 'untrained';
   const ready = {
@@ -177,11 +184,6 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   };
   if (untrained) log.warn(ready, 'ready');
   else log.info(ready, 'ready');
-  await swaps.watch();
-  // Tells the model tools that this hub serves the store (they say so after writing new weights).
-  const marker = { pid: process.pid, http: `http://${config.httpHost === '0.0.0.0' ? 'localhost' : config.httpHost}:${httpPort}`, poll_ms: config.modelPollMs, started_at: new Date().toISOString() };
-  await writeServingMarker(config.modelDir, marker).catch((error: unknown) => log.debug({ err: error }, 'could not write the serving note beside the store'));
-
   return {
     zmqEndpoint,
     httpPort,
