@@ -21,58 +21,11 @@ import {
 } from '../../../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
 import { Ticker } from './ticker.ts';
-import type { AdapterInfo, FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
+import { initialVolunteerState, progressPatch, reconnectDetail } from './volunteer-state.ts';
+import type { Phase, VolunteerState } from './volunteer-state.ts';
+import type { FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
 
-export type Phase =
-  | 'idle'
-  | 'connecting'
-  | 'loading'
-  | 'downloading'
-  | 'warming-up'
-  | 'ready'
-  | 'computing'
-  | 'reconnecting'
-  | 'stopped'
-  | 'quarantined'
-  | 'refused'
-  | 'error';
-
-/** Everything the page shows, and what tests read as `window.volunteerState`. */
-export interface VolunteerState {
-  state: Phase;
-  /** One line for people: "Downloading the model… 42%", "Reconnecting in 4 s". */
-  detail: string;
-  backend: VolunteerBackend | null;
-  adapter: AdapterInfo | null;
-  /** Why faster backends were not used, if they were not. */
-  backendNotes: string[];
-  jobsDone: number;
-  imagesDone: number;
-  jobsFailed: number;
-  /** Latest time per image in ms: the warm-up's, then each job's (compute_ms / batch). */
-  perImageMs: number | null;
-  /** Over every job done since Start. */
-  averagePerImageMs: number | null;
-  warmupPerImageMs: number | null;
-  /** The first inference after loading (shader compilation on WebGPU). */
-  firstRunMs: number | null;
-  volunteerId: string | null;
-  lastError: string | null;
-  /** 0..1 while downloading. */
-  downloadProgress: number | null;
-  modelSha256: string | null;
-  /** Where the model in use came from: this worker's memory, IndexedDB, or the hub. */
-  modelSource: 'memory' | 'cache' | 'download' | null;
-  modelBytes: number | null;
-  currentJobId: number | null;
-  /** The largest batch this tab said it takes (hello's max_batch). */
-  maxBatch: number | null;
-  /** Epoch ms of the next connection attempt while reconnecting. */
-  reconnectAt: number | null;
-  /** Welcomes received since Start. */
-  connections: number;
-  fault: FaultMode;
-}
+export type { Phase, VolunteerState } from './volunteer-state.ts';
 
 export interface SessionOptions {
   /** ws(s)://host/ws/volunteer[?token=…] */
@@ -126,31 +79,7 @@ export class VolunteerSession {
   private totalComputeMs = 0;
 
   constructor(private readonly options: SessionOptions) {
-    this.state = {
-      state: 'idle',
-      detail: 'Not started',
-      backend: null,
-      adapter: null,
-      backendNotes: [],
-      jobsDone: 0,
-      imagesDone: 0,
-      jobsFailed: 0,
-      perImageMs: null,
-      averagePerImageMs: null,
-      warmupPerImageMs: null,
-      firstRunMs: null,
-      volunteerId: null,
-      lastError: null,
-      downloadProgress: null,
-      modelSha256: null,
-      modelSource: null,
-      modelBytes: null,
-      currentJobId: null,
-      maxBatch: null,
-      reconnectAt: null,
-      connections: 0,
-      fault: options.fault,
-    };
+    this.state = initialVolunteerState(options.fault);
   }
 
   get isRunning(): boolean {
@@ -450,26 +379,7 @@ export class VolunteerSession {
         this.shutDown('error', 'Stopped: this browser cannot run the model', [message.message, ...message.notes].join('; '));
         break;
       case 'progress':
-        if (!this.welcome) break;
-        if (message.phase === 'download' && message.total) {
-          const fraction = (message.loaded ?? 0) / message.total;
-          this.update({
-            state: 'downloading',
-            downloadProgress: fraction,
-            detail: `Downloading the model… ${Math.floor(fraction * 100)}% of ${formatBytes(message.total)}`,
-          });
-        } else if (message.phase === 'verify' || message.phase === 'save') {
-          this.update({ state: 'downloading', downloadProgress: 1, detail: 'Checking and storing the model…' });
-        } else if (message.phase === 'compile' || message.phase === 'compile-batch' || message.phase === 'warm-up') {
-          const details = {
-            compile: 'Compiling for your GPU… (the first time can take a minute)',
-            'compile-batch': 'Compiling for batches of images…',
-            'warm-up': 'Warming up…',
-          } as const;
-          this.update({ state: 'warming-up', downloadProgress: null, detail: details[message.phase] });
-        } else {
-          this.update({ state: 'loading', detail: 'Loading the model…' });
-        }
+        if (this.welcome) this.update(progressPatch(message));
         break;
       case 'model-ready':
         if (!this.welcome || this.welcome.model.sha256 !== message.sha256) break;
@@ -562,16 +472,6 @@ function peekJobId(bytes: Uint8Array): number | null {
   if (bytes.length < JOB_HEADER_BYTES) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return view.getUint32(0, true) === JOB_MAGIC ? view.getUint32(4, true) : null;
-}
-
-function reconnectDetail(delayMs: number): string {
-  return `Reconnecting in ${Math.max(1, Math.ceil(delayMs / 1000))} s`;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(0)} kB`;
-  return `${bytes} B`;
 }
 
 function messageOf(error: unknown): string {

@@ -30,7 +30,7 @@ export type FromWorker =
       firstRunMs: number;
       /** Time of one warm inference of one image. */
       perImageMs: number;
-      /** The largest batch this tab offers (≤ the hub's max_batch); see BATCH_WARM_UP_LIMIT_MS. */
+      /** The largest batch this tab offers (≤ the hub's max_batch); see SLOW_FIRST_RUN_MS in model-worker.ts. */
       maxBatch: number;
     }
   | { type: 'model-failed'; sha256: string; message: string; integrity: boolean }
