@@ -114,6 +114,13 @@ export function encodeJobFrame(jobId: number, images: readonly Uint8Array[], hei
   return frame;
 }
 
+/** The job id in a frame's header, when it has one: a frame that fails to decode is still answered by id. */
+export function peekJobId(frame: Uint8Array): number | null {
+  if (frame.length < JOB_HEADER_BYTES) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return view.getUint32(0, true) === JOB_MAGIC ? view.getUint32(4, true) : null;
+}
+
 /** Parses and checks a job frame; throws a RangeError saying what is wrong. */
 export function decodeJobFrame(frame: Uint8Array): JobFrame {
   if (frame.length < JOB_HEADER_BYTES) throw new RangeError(`job frame of ${frame.length} bytes is shorter than its header`);

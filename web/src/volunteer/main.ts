@@ -14,7 +14,7 @@
 import '../styles.css';
 import { VOLUNTEER_BACKENDS } from '../../../shared/protocol/volunteer.ts';
 import { VolunteerSession } from './session.ts';
-import type { Phase, VolunteerState } from './session.ts';
+import type { Phase, VolunteerState } from './volunteer-state.ts';
 import type { FaultMode, VolunteerBackend } from './worker-messages.ts';
 
 declare global {

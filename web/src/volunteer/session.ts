@@ -12,20 +12,18 @@ import { z } from 'zod';
 import { INPUT_SIZE } from '../../../shared/caffe.ts';
 import {
   HubMessageSchema,
-  JOB_HEADER_BYTES,
-  JOB_MAGIC,
   MAX_VOLUNTEER_BATCH,
   VOLUNTEER_PROTOCOL_VERSION,
-  VolunteerMessageSchema,
   decodeJobFrame,
+  peekJobId,
 } from '../../../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
+import { HubLink, backoffDelay } from './hub-link.ts';
+import { JobQueue } from './job-queue.ts';
 import { Ticker } from './ticker.ts';
-import { initialVolunteerState, progressPatch, reconnectDetail } from './volunteer-state.ts';
+import { initialVolunteerState, jobDonePatch, progressPatch, reconnectDetail } from './volunteer-state.ts';
 import type { Phase, VolunteerState } from './volunteer-state.ts';
 import type { FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
-
-export type { Phase, VolunteerState } from './volunteer-state.ts';
 
 export interface SessionOptions {
   /** ws(s)://host/ws/volunteer[?token=…] */
@@ -43,40 +41,25 @@ export interface SessionOptions {
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
-const BACKOFF_MIN_MS = 1_000;
-const BACKOFF_MAX_MS = 30_000;
 const TICK_MS = 250;
 
 type Welcome = Extract<HubMessage, { type: 'welcome' }>;
-
-interface Busy {
-  seq: number;
-  epoch: number;
-  jobId: number;
-  batch: number;
-}
 
 export class VolunteerSession {
   readonly state: VolunteerState;
   private readonly listeners = new Set<(state: VolunteerState) => void>();
 
   private running = false;
-  /** Bumped whenever a connection ends: anything from an older epoch is stale. */
-  private epoch = 0;
-  private ws: WebSocket | null = null;
+  private readonly link = new HubLink();
   private welcome: Welcome | null = null;
   private helloSent = false;
   private connectDeadline = 0;
-  private lastReceived = 0;
   private nextHeartbeat = 0;
   private attempt = 0;
 
   private worker: Worker | null = null;
   private ticker: Ticker | null = null;
-  private queue: JobFrame[] = [];
-  private busy: Busy | null = null;
-  private seq = 0;
-  private totalComputeMs = 0;
+  private readonly jobs = new JobQueue();
 
   constructor(private readonly options: SessionOptions) {
     this.state = initialVolunteerState(options.fault);
@@ -104,45 +87,35 @@ export class VolunteerSession {
   /** The volunteer pressed Stop: say bye, close, and free the GPU (the worker goes away). */
   stop(): void {
     if (!this.running) return;
-    if (this.ws?.readyState === WebSocket.OPEN) this.send({ type: 'bye' });
+    this.send({ type: 'bye' });
     this.shutDown('stopped', 'Stopped — this tab is not using your GPU', null);
   }
 
   /** The tab is going away: tell the hub, without waiting for anything. */
   sayBye(): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.send({ type: 'bye' });
+    this.send({ type: 'bye' });
   }
 
   // -------------------------------------------------------------------------------------------
   // Connection
 
   private connect(): void {
-    this.epoch++;
-    const epoch = this.epoch;
     this.update({ state: 'connecting', detail: 'Connecting to the hub…', reconnectAt: null, currentJobId: null });
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(this.options.url);
-    } catch (error) {
-      this.lost(`cannot open ${this.options.url}: ${messageOf(error)}`);
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this.ws = ws;
     this.welcome = null;
     this.helloSent = false;
     this.connectDeadline = Date.now() + CONNECT_TIMEOUT_MS;
-    ws.addEventListener('message', (event: MessageEvent<string | ArrayBuffer>) => {
-      if (epoch !== this.epoch) return;
-      this.lastReceived = Date.now();
-      if (typeof event.data === 'string') this.onText(event.data);
-      else this.onBinary(event.data);
-    });
-    ws.addEventListener('close', (event) => {
-      if (epoch !== this.epoch) return;
-      const why = event.reason ? `: ${event.reason}` : '';
-      this.lost(this.welcome ? `the connection to the hub closed (code ${event.code}${why})` : `cannot reach the hub (code ${event.code}${why})`);
-    });
+    try {
+      this.link.open(this.options.url, {
+        onText: (text) => this.onText(text),
+        onBinary: (buffer) => this.onBinary(buffer),
+        onClosed: (code, reason) => {
+          const why = reason ? `: ${reason}` : '';
+          this.lost(this.welcome ? `the connection to the hub closed (code ${code}${why})` : `cannot reach the hub (code ${code}${why})`);
+        },
+      });
+    } catch (error) {
+      this.lost(`cannot open ${this.options.url}: ${messageOf(error)}`);
+    }
   }
 
   /** The connection is gone (closed, timed out, or the hub is stopping): reconnect later. */
@@ -151,27 +124,15 @@ export class VolunteerSession {
     if (!this.running) return;
     this.state.lastError = reason;
     this.attempt = Math.max(this.attempt, minAttempt);
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
-    this.attempt++;
-    // "Equal jitter": between half and all of the exponential delay, so tabs spread out.
-    const delay = base / 2 + Math.random() * (base / 2);
+    const delay = backoffDelay(this.attempt++);
     this.update({ state: 'reconnecting', reconnectAt: Date.now() + delay, detail: reconnectDetail(delay), currentJobId: null });
   }
 
   private dropConnection(code: number, reason: string): void {
-    const ws = this.ws;
-    this.ws = null;
-    this.epoch++;
+    this.link.close(code, reason);
     this.welcome = null;
     this.helloSent = false;
-    this.queue = [];
-    if (ws && (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN)) {
-      try {
-        ws.close(code, reason);
-      } catch {
-        // already closing
-      }
-    }
+    this.jobs.dropWaiting();
   }
 
   /** Ends the session for good (Stop, quarantine, refusal, a local failure). */
@@ -182,7 +143,7 @@ export class VolunteerSession {
     this.ticker = null;
     this.worker?.terminate();
     this.worker = null;
-    this.busy = null;
+    this.jobs.reset();
     if (error !== null) this.state.lastError = error;
     this.update({ state: phase, detail, reconnectAt: null, currentJobId: null, downloadProgress: null, modelSource: null });
   }
@@ -198,14 +159,15 @@ export class VolunteerSession {
       if (detail !== this.state.detail) this.update({ detail });
       return;
     }
-    if (!this.ws) return;
+    if (!this.link.active) return;
     if (!this.welcome) {
       if (now > this.connectDeadline) this.lost(`no welcome from the hub within ${CONNECT_TIMEOUT_MS / 1000} s`);
       return;
     }
     const heartbeatMs = heartbeatOf(this.welcome);
-    if (now - this.lastReceived > 3 * heartbeatMs) {
-      this.lost(`nothing from the hub for ${((now - this.lastReceived) / 1000).toFixed(1)} s; the connection is dead`);
+    const silentMs = now - this.link.lastReceived;
+    if (silentMs > 3 * heartbeatMs) {
+      this.lost(`nothing from the hub for ${(silentMs / 1000).toFixed(1)} s; the connection is dead`);
       return;
     }
     if (now >= this.nextHeartbeat) {
@@ -215,13 +177,7 @@ export class VolunteerSession {
   }
 
   private send(message: VolunteerMessage): void {
-    const checked = VolunteerMessageSchema.safeParse(message);
-    if (!checked.success) {
-      // A bug on this side: never send it.
-      console.error(`volunteer: refusing to send an invalid ${message.type} message: ${z.prettifyError(checked.error)}`);
-      return;
-    }
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(checked.data));
+    this.link.send(message);
   }
 
   private complain(message: string): void {
@@ -290,7 +246,7 @@ export class VolunteerSession {
     this.welcome = welcome;
     this.attempt = 0;
     const now = Date.now();
-    this.lastReceived = now;
+    this.link.lastReceived = now;
     this.nextHeartbeat = now + heartbeatOf(welcome);
     this.update({
       volunteerId: welcome.volunteer_id,
@@ -322,7 +278,7 @@ export class VolunteerSession {
       this.send({ type: 'job_failed', job_id: job.jobId, message: 'not ready: no hello sent yet' });
       return;
     }
-    this.queue.push(job);
+    this.jobs.push(job);
     this.pump();
   }
 
@@ -411,13 +367,12 @@ export class VolunteerSession {
   }
 
   private pump(): void {
-    if (this.busy || !this.helloSent || !this.worker) return;
-    const job = this.queue.shift();
-    if (!job) return;
-    this.seq++;
-    this.busy = { seq: this.seq, epoch: this.epoch, jobId: job.jobId, batch: job.batch };
+    if (!this.helloSent || !this.worker) return;
+    const next = this.jobs.start(this.link.epoch);
+    if (!next) return;
+    const { run, job } = next;
     const pixels = job.pixels.slice().buffer; // exactly the images, transferred to the worker
-    this.toWorker({ type: 'run', seq: this.seq, jobId: job.jobId, batch: job.batch, pixels, topK: this.welcome!.top_k }, [pixels]);
+    this.toWorker({ type: 'run', seq: run.seq, jobId: job.jobId, batch: job.batch, pixels, topK: this.welcome!.top_k }, [pixels]);
     this.update({
       state: 'computing',
       currentJobId: job.jobId,
@@ -426,10 +381,9 @@ export class VolunteerSession {
   }
 
   private onJobDone(message: Extract<FromWorker, { type: 'result' | 'run-failed' }>): void {
-    const busy = this.busy;
-    if (!busy || busy.seq !== message.seq) return;
-    this.busy = null;
-    const current = busy.epoch === this.epoch && this.helloSent;
+    const busy = this.jobs.finish(message.seq);
+    if (!busy) return;
+    const current = busy.epoch === this.link.epoch && this.helloSent;
     if (current) {
       if (message.type === 'result') {
         this.send({
@@ -439,14 +393,7 @@ export class VolunteerSession {
           probabilities: message.probabilities,
           compute_ms: Math.min(3_600_000, Math.max(0, message.computeMs)),
         });
-        this.totalComputeMs += message.computeMs;
-        const imagesDone = this.state.imagesDone + busy.batch;
-        this.update({
-          jobsDone: this.state.jobsDone + 1,
-          imagesDone,
-          perImageMs: message.computeMs / busy.batch,
-          averagePerImageMs: this.totalComputeMs / imagesDone,
-        });
+        this.update(jobDonePatch(this.state, busy.batch, message.computeMs));
       } else {
         this.send({ type: 'job_failed', job_id: message.jobId, message: message.message.slice(0, 1000) });
         this.update({ jobsFailed: this.state.jobsFailed + 1, lastError: `job ${message.jobId} failed: ${message.message}` });
@@ -466,12 +413,6 @@ export class VolunteerSession {
 /** The hub's heartbeat period, no shorter than the tick that checks it. */
 function heartbeatOf(welcome: Welcome): number {
   return Math.max(TICK_MS, welcome.heartbeat_ms);
-}
-
-function peekJobId(bytes: Uint8Array): number | null {
-  if (bytes.length < JOB_HEADER_BYTES) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return view.getUint32(0, true) === JOB_MAGIC ? view.getUint32(4, true) : null;
 }
 
 function messageOf(error: unknown): string {

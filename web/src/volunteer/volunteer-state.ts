@@ -83,6 +83,13 @@ export function initialVolunteerState(fault: FaultMode): VolunteerState {
   };
 }
 
+/** The counters after a job of `batch` images that took `computeMs`. */
+export function jobDonePatch(state: VolunteerState, batch: number, computeMs: number): Partial<VolunteerState> {
+  const imagesDone = state.imagesDone + batch;
+  const totalMs = (state.averagePerImageMs ?? 0) * state.imagesDone + computeMs;
+  return { jobsDone: state.jobsDone + 1, imagesDone, perImageMs: computeMs / batch, averagePerImageMs: totalMs / imagesDone };
+}
+
 const COMPILE_DETAILS = {
   compile: 'Compiling for your GPU… (the first time can take a minute)',
   'compile-batch': 'Compiling for batches of images…',
