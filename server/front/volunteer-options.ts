@@ -1,12 +1,18 @@
 /**
- * What the volunteer WebSocket is configured with, and the events it reports.
+ * What the volunteer WebSocket is configured with (and its defaults), and the events it reports.
  */
+import { MAX_TOP } from '../../shared/labels.ts';
 import type { WeightsKind } from '../../shared/protocol/classify.ts';
+import { MAX_VOLUNTEER_BATCH } from '../../shared/protocol/volunteer.ts';
 import type { VolunteerStatus } from '../../shared/protocol/status.ts';
 import type { JobTimeout } from '../executors/volunteer-executor.ts';
 import type { Logger } from '../log.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { UpgradeHandler } from './http-front.ts';
+import { DEFAULT_ALLOWED_ORIGINS, parseOriginRule, tokenDigest } from './upgrade-guard.ts';
+import type { OriginRule } from './upgrade-guard.ts';
+
+const DEFAULT_HEARTBEAT_MS = 2000;
 
 export interface VolunteerModel {
   url: string;
@@ -47,4 +53,42 @@ export interface VolunteerHubEvents {
   joined: [volunteer: VolunteerStatus];
   left: [volunteer: VolunteerStatus, reason: string];
   quarantined: [volunteer: VolunteerStatus, reason: string];
+}
+
+/** The options with every default applied and every limit clamped, as the socket uses them. */
+export interface VolunteerSettings {
+  model: () => VolunteerModel;
+  tokenDigest: Buffer | undefined;
+  originRules: OriginRule[];
+  heartbeatMs: number;
+  missedBeats: number;
+  maxBatch: number;
+  topK: number;
+  maxViolations: number;
+  maxConnections: number;
+  jobTimeout: JobTimeout | undefined;
+  maxConsecutiveFailures: number | undefined;
+  failureRestMs: number | undefined;
+}
+
+export function volunteerSettings(options: VolunteerSocketOptions): VolunteerSettings {
+  const model = options.model;
+  return {
+    model: typeof model === 'function' ? model : () => model,
+    tokenDigest: options.token ? tokenDigest(options.token) : undefined,
+    originRules: (options.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS).map(parseOriginRule),
+    heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    missedBeats: options.missedBeats ?? 3,
+    maxBatch: clamp(options.maxBatch ?? MAX_VOLUNTEER_BATCH, 1, MAX_VOLUNTEER_BATCH),
+    topK: clamp(options.topK ?? MAX_TOP, 1, MAX_TOP),
+    maxViolations: options.maxViolations ?? 20,
+    maxConnections: options.maxConnections ?? 256,
+    jobTimeout: options.jobTimeout,
+    maxConsecutiveFailures: options.maxConsecutiveFailures,
+    failureRestMs: options.failureRestMs,
+  };
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, Math.floor(value)));
 }

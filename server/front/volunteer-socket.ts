@@ -9,14 +9,12 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
-import { MAX_TOP } from '../../shared/labels.ts';
-import { MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, VolunteerMessageSchema } from '../../shared/protocol/volunteer.ts';
+import { MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, VolunteerMessageSchema } from '../../shared/protocol/volunteer.ts';
 import type { UpgradeRefusal, VolunteerHubStats, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { VolunteerExecutor } from '../executors/volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from '../executors/volunteer-executor.ts';
 import type { Logger } from '../log.ts';
-import { DEFAULT_ALLOWED_ORIGINS, parseOriginRule, refuseUpgrade, tokenDigest, upgradeRefusal } from './upgrade-guard.ts';
-import type { OriginRule } from './upgrade-guard.ts';
+import { refuseUpgrade, upgradeRefusal } from './upgrade-guard.ts';
 import {
   CLOSE_BYE,
   CLOSE_MODEL_CHANGED,
@@ -31,12 +29,12 @@ import {
   sendMessage,
 } from './volunteer-connection.ts';
 import type { Connection } from './volunteer-connection.ts';
-import type { VolunteerHubEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
+import { volunteerSettings } from './volunteer-options.ts';
+import type { VolunteerHubEvents, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
 
 export type { VolunteerHubEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
-export const DEFAULT_HEARTBEAT_MS = 2000;
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
 
@@ -53,16 +51,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly scheduler: VolunteerSocketOptions['scheduler'];
-  private readonly model: () => VolunteerModel;
-  private readonly tokenDigest: Buffer | undefined;
-  private readonly originRules: OriginRule[];
-  private readonly heartbeatMs: number;
-  private readonly missedBeats: number;
-  private readonly maxBatch: number;
-  private readonly topK: number;
-  private readonly maxViolations: number;
-  private readonly maxConnections: number;
-  private readonly options: VolunteerSocketOptions;
+  private readonly settings: VolunteerSettings;
   private accepting = true;
   private volunteerCount = 0;
   private jobCount = 0;
@@ -72,19 +61,9 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
 
   constructor(options: VolunteerSocketOptions) {
     super();
-    this.options = options;
     this.log = options.log.child({ component: 'volunteers' });
     this.scheduler = options.scheduler;
-    const model = options.model;
-    this.model = typeof model === 'function' ? model : () => model;
-    this.tokenDigest = options.token ? tokenDigest(options.token) : undefined;
-    this.originRules = (options.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS).map(parseOriginRule);
-    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    this.missedBeats = options.missedBeats ?? 3;
-    this.maxBatch = clamp(options.maxBatch ?? MAX_VOLUNTEER_BATCH, 1, MAX_VOLUNTEER_BATCH);
-    this.topK = clamp(options.topK ?? MAX_TOP, 1, MAX_TOP);
-    this.maxViolations = options.maxViolations ?? 20;
-    this.maxConnections = options.maxConnections ?? 256;
+    this.settings = volunteerSettings(options);
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -92,7 +71,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
       // Tabs send small JSON; inflating their frames would only be a way to make the hub work.
       perMessageDeflate: false,
     });
-    this.heartbeatTimer = setInterval(() => this.tick(), this.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => this.tick(), this.settings.heartbeatMs);
     this.heartbeatTimer.unref();
   }
 
@@ -101,9 +80,9 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     try {
       const refusal = upgradeRefusal(request, {
         accepting: this.accepting,
-        full: this.connections.size >= this.maxConnections,
-        originRules: this.originRules,
-        tokenDigest: this.tokenDigest,
+        full: this.connections.size >= this.settings.maxConnections,
+        originRules: this.settings.originRules,
+        tokenDigest: this.settings.tokenDigest,
       });
       if (refusal) {
         const count = ++this.refusedUpgrades[refusal.kind];
@@ -161,7 +140,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
    * hello names it. Jobs a tab was running go back to the queue; a late answer is dropped.
    */
   modelChanged(): void {
-    const model = this.model();
+    const model = this.settings.model();
     for (const connection of [...this.connections.values()]) {
       sendMessage(connection, { type: 'model', model: { url: model.url, sha256: model.sha256, weights: model.weights } }, this.log);
       void this.closeConnection(connection, CLOSE_MODEL_CHANGED, 'model changed', `the hub changed its model to ${model.sha256}`);
@@ -212,15 +191,15 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     ws.on('close', (code, reason) => this.finish(connection, `socket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
     // Joining (the hello, with its model and adapter) is logged at info; a bare connection is not news.
     this.log.debug({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
-    const model = this.model();
+    const model = this.settings.model();
     sendMessage(connection, {
       type: 'welcome',
       protocol: VOLUNTEER_PROTOCOL_VERSION,
       volunteer_id: id,
       model: { url: model.url, sha256: model.sha256, weights: model.weights },
-      heartbeat_ms: this.heartbeatMs,
-      top_k: this.topK,
-      max_batch: this.maxBatch,
+      heartbeat_ms: this.settings.heartbeatMs,
+      top_k: this.settings.topK,
+      max_batch: this.settings.maxBatch,
     }, this.log);
   }
 
@@ -264,7 +243,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
 
   private onHello(connection: Connection, hello: VolunteerHello): void {
     if (connection.executor) return this.violation(connection, 'duplicate_hello', 'hello after hello');
-    const model = this.model();
+    const model = this.settings.model();
     if (hello.model_sha256 !== model.sha256.toLowerCase()) {
       this.counters.refusedHellos++;
       this.log.warn({ volunteer: connection.id, theirs: hello.model_sha256, ours: model.sha256 }, 'volunteer refused: wrong model');
@@ -279,13 +258,13 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
         send: (message) => sendMessage(connection, message, this.log),
         sendJob: (frame, onError) => sendJobFrame(connection, frame, onError),
       },
-      maxBatch: this.maxBatch,
-      topK: this.topK,
+      maxBatch: this.settings.maxBatch,
+      topK: this.settings.topK,
       // u32, as the job frame carries it; unique across tabs so one can never answer another's.
       nextJobId: () => (this.jobCount = (this.jobCount + 1) >>> 0),
-      timeout: this.options.jobTimeout,
-      maxConsecutiveFailures: this.options.maxConsecutiveFailures,
-      failureRestMs: this.options.failureRestMs,
+      timeout: this.settings.jobTimeout,
+      maxConsecutiveFailures: this.settings.maxConsecutiveFailures,
+      failureRestMs: this.settings.failureRestMs,
     });
     executor.onQuarantined((reason) => this.onQuarantined(connection, reason));
     connection.executor = executor;
@@ -337,7 +316,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     // The first one is worth a warning; a flood of them is not worth a flood of warnings.
     if (connection.violations === 1) this.log.warn(fields, 'volunteer protocol violation');
     else this.log.debug(fields, 'volunteer protocol violation');
-    if (connection.violations >= this.maxViolations && !connection.finished) {
+    if (connection.violations >= this.settings.maxViolations && !connection.finished) {
       this.log.warn({ volunteer: connection.id, violations: connection.violations }, 'volunteer closed: too many protocol violations');
       this.closeConnection(connection, CLOSE_VIOLATIONS, 'too many protocol violations', 'too many protocol violations');
     }
@@ -345,7 +324,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
 
   private tick(): void {
     const now = performance.now();
-    const silenceLimit = this.missedBeats * this.heartbeatMs;
+    const silenceLimit = this.settings.missedBeats * this.settings.heartbeatMs;
     for (const connection of [...this.connections.values()]) {
       const silentMs = now - connection.lastHeard;
       if (silentMs > silenceLimit) {
@@ -407,7 +386,3 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
 }
 
 
-
-function clamp(value: number, min: number, max: number): number {
-  return Math.min(max, Math.max(min, Math.floor(value)));
-}

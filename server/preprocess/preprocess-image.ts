@@ -71,7 +71,8 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   const maxPixels = Math.floor(limits.maxPixels);
   if (!(maxPixels >= 1)) throw new RangeError(`limits.maxPixels must be a positive number, got ${limits.maxPixels}`);
   if (bytes.byteLength === 0) throw new ServiceError('unsupported_image', 'The image is empty (0 bytes).');
-  const plain = await decodePlainJpeg(bytes, maxPixels);
+  const input: SharpOptions = { ...PIPELINE_INPUT, limitInputPixels: maxPixels }; // a backstop; the header checks answer first
+  const plain = await decodePlainJpeg(bytes, input, maxPixels);
   if (plain) return plain;
 
   const meta = await readHeader(bytes, maxPixels);
@@ -83,7 +84,6 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   if (!(width > 0 && height > 0)) throw new ServiceError('corrupt_image', `The ${format.toUpperCase()} header gives no usable size (${width}x${height}).`);
   if (width * height > maxPixels) throw tooManyPixels(width, height, maxPixels);
 
-  const input: SharpOptions = { ...PIPELINE_INPUT, limitInputPixels: maxPixels }; // a backstop; the header check above answers first
   // sharp does the downscaled axes; an axis shorter than 224 keeps its size for now.
   const shrunk = { width: Math.min(width, INPUT_SIZE), height: Math.min(height, INPUT_SIZE) };
   const shrinks = shrunk.width < width || shrunk.height < height;
@@ -108,14 +108,14 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
  * 0.10–0.25 ms of CPU of ~4 ms per photo). Null for anything else, and for a JPEG that fails
  * to decode, so that the general path says what is wrong with it.
  */
-async function decodePlainJpeg(bytes: Uint8Array, maxPixels: number): Promise<PreprocessedImage | null> {
+async function decodePlainJpeg(bytes: Uint8Array, input: SharpOptions, maxPixels: number): Promise<PreprocessedImage | null> {
   const header = readJpegHeader(bytes);
   if (!header || (header.components !== 1 && header.components !== 3)) return null;
   const { width: storedWidth, height: storedHeight } = header;
   if (storedWidth < INPUT_SIZE || storedHeight < INPUT_SIZE || storedWidth * storedHeight > maxPixels) return null;
   const target = storedWidth === INPUT_SIZE && storedHeight === INPUT_SIZE ? null : { width: INPUT_SIZE, height: INPUT_SIZE };
   try {
-    const image = await decode(sharp(bytes, { ...PIPELINE_INPUT, limitInputPixels: maxPixels }), target);
+    const image = await decode(sharp(bytes, input), target);
     if (image.width !== INPUT_SIZE || image.height !== INPUT_SIZE) return null;
     const turned = header.orientation >= 5; // 5–8 swap the axes
     return { rgb: ownBuffer(image.data), width: turned ? storedHeight : storedWidth, height: turned ? storedWidth : storedHeight, format: 'jpeg' };

@@ -3,7 +3,18 @@
  * sequence number, so that an answer is matched to the run it is for, and the epoch of the
  * connection it came on, so that an answer for a connection that has since ended is not sent.
  */
+import { INPUT_SIZE } from '../../../shared/caffe.ts';
+import { decodeJobFrame } from '../../../shared/protocol/volunteer.ts';
 import type { JobFrame } from '../../../shared/protocol/volunteer.ts';
+
+/** A job frame from the hub, checked down to its image size; throws a RangeError saying what is wrong. */
+export function readJobFrame(bytes: Uint8Array): JobFrame {
+  const job = decodeJobFrame(bytes);
+  if (job.height !== INPUT_SIZE || job.width !== INPUT_SIZE) {
+    throw new RangeError(`job images are ${job.height}×${job.width}, expected ${INPUT_SIZE}×${INPUT_SIZE}`);
+  }
+  return job;
+}
 
 export interface RunningJob {
   seq: number;

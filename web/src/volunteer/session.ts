@@ -9,19 +9,13 @@
  * ignored. Every message sent is validated too, so a bug here cannot put garbage on the wire.
  */
 import { z } from 'zod';
-import { INPUT_SIZE } from '../../../shared/caffe.ts';
-import {
-  HubMessageSchema,
-  MAX_VOLUNTEER_BATCH,
-  VOLUNTEER_PROTOCOL_VERSION,
-  decodeJobFrame,
-  peekJobId,
-} from '../../../shared/protocol/volunteer.ts';
+import { HubMessageSchema, MAX_VOLUNTEER_BATCH, VOLUNTEER_PROTOCOL_VERSION, peekJobId } from '../../../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
 import { HubLink, backoffDelay } from './hub-link.ts';
-import { JobQueue } from './job-queue.ts';
+import { JobQueue, readJobFrame } from './job-queue.ts';
+import { spawnModelWorker } from './spawn-model-worker.ts';
 import { Ticker } from './ticker.ts';
-import { initialVolunteerState, jobDonePatch, progressPatch, reconnectDetail } from './volunteer-state.ts';
+import { initialVolunteerState, jobDonePatch, modelReadyPatch, progressPatch, reconnectDetail } from './volunteer-state.ts';
 import type { Phase, VolunteerState } from './volunteer-state.ts';
 import type { FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
 
@@ -100,9 +94,8 @@ export class VolunteerSession {
   // Connection
 
   private connect(): void {
+    // welcome and helloSent are already clear: a session starts with none, and dropConnection clears them.
     this.update({ state: 'connecting', detail: 'Connecting to the hub…', reconnectAt: null, currentJobId: null });
-    this.welcome = null;
-    this.helloSent = false;
     this.connectDeadline = Date.now() + CONNECT_TIMEOUT_MS;
     try {
       this.link.open(this.options.url, {
@@ -263,10 +256,7 @@ export class VolunteerSession {
     const bytes = new Uint8Array(buffer);
     let job: JobFrame;
     try {
-      job = decodeJobFrame(bytes);
-      if (job.height !== INPUT_SIZE || job.width !== INPUT_SIZE) {
-        throw new RangeError(`job images are ${job.height}×${job.width}, expected ${INPUT_SIZE}×${INPUT_SIZE}`);
-      }
+      job = readJobFrame(bytes);
     } catch (error) {
       const jobId = peekJobId(bytes);
       if (jobId !== null && this.helloSent) this.send({ type: 'job_failed', job_id: jobId, message: messageOf(error).slice(0, 1000) });
@@ -287,6 +277,7 @@ export class VolunteerSession {
     const backend = this.state.backend;
     if (!welcome || !backend || this.helloSent) return;
     const estimate = this.state.averagePerImageMs ?? this.state.warmupPerImageMs ?? 1;
+    const offered = Math.max(1, Math.min(welcome.max_batch, maxBatch, MAX_VOLUNTEER_BATCH));
     this.send({
       type: 'hello',
       protocol: VOLUNTEER_PROTOCOL_VERSION,
@@ -295,10 +286,10 @@ export class VolunteerSession {
       user_agent: navigator.userAgent.slice(0, 500),
       model_sha256: welcome.model.sha256,
       per_image_ms: Math.min(600_000, Math.max(0.001, estimate)),
-      max_batch: Math.max(1, Math.min(welcome.max_batch, maxBatch, MAX_VOLUNTEER_BATCH)),
+      max_batch: offered,
     });
     this.helloSent = true;
-    this.update({ maxBatch: Math.max(1, Math.min(welcome.max_batch, maxBatch)), state: 'ready', detail: 'Ready — waiting for work', downloadProgress: null });
+    this.update({ maxBatch: offered, state: 'ready', detail: 'Ready — waiting for work', downloadProgress: null });
     this.pump();
   }
 
@@ -306,16 +297,13 @@ export class VolunteerSession {
   // The model worker
 
   private startWorker(): void {
-    const worker = new Worker(new URL('./model-worker.ts', import.meta.url), { type: 'module', name: 'volunteer-model' });
-    worker.addEventListener('message', (event: MessageEvent<FromWorker>) => {
-      if (worker === this.worker) this.onWorker(event.data);
-    });
-    worker.addEventListener('error', (event) => {
-      if (worker !== this.worker) return;
-      event.preventDefault();
-      const message = `the model worker failed: ${event.message || 'unknown error (see the browser console)'}`;
-      console.error(`volunteer: ${message}`);
-      this.shutDown('error', 'Stopped after an error', message);
+    const worker = spawnModelWorker({
+      onMessage: (message) => {
+        if (worker === this.worker) this.onWorker(message);
+      },
+      onFailed: (message) => {
+        if (worker === this.worker) this.shutDown('error', 'Stopped after an error', message);
+      },
     });
     this.worker = worker;
     this.toWorker({ type: 'init', fault: this.options.fault, backend: this.options.backend });
@@ -339,13 +327,7 @@ export class VolunteerSession {
         break;
       case 'model-ready':
         if (!this.welcome || this.welcome.model.sha256 !== message.sha256) break;
-        this.update({
-          modelSource: message.source,
-          modelBytes: message.bytes,
-          warmupPerImageMs: message.perImageMs,
-          perImageMs: this.state.perImageMs ?? message.perImageMs,
-          firstRunMs: message.source === 'memory' ? this.state.firstRunMs : message.firstRunMs,
-        });
+        this.update(modelReadyPatch(this.state, message));
         this.sendHello(message.maxBatch);
         break;
       case 'model-failed':

@@ -90,6 +90,18 @@ export function jobDonePatch(state: VolunteerState, batch: number, computeMs: nu
   return { jobsDone: state.jobsDone + 1, imagesDone, perImageMs: computeMs / batch, averagePerImageMs: totalMs / imagesDone };
 }
 
+/** What the page shows once the model worker has the model ready. */
+export function modelReadyPatch(state: VolunteerState, ready: Extract<FromWorker, { type: 'model-ready' }>): Partial<VolunteerState> {
+  return {
+    modelSource: ready.source,
+    modelBytes: ready.bytes,
+    warmupPerImageMs: ready.perImageMs,
+    perImageMs: state.perImageMs ?? ready.perImageMs,
+    // From memory nothing was compiled: the first run worth showing is still the earlier one.
+    firstRunMs: ready.source === 'memory' ? state.firstRunMs : ready.firstRunMs,
+  };
+}
+
 const COMPILE_DETAILS = {
   compile: 'Compiling for your GPU… (the first time can take a minute)',
   'compile-batch': 'Compiling for batches of images…',
