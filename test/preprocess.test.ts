@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { INPUT_SIZE, OUTPUT_BYTES, preprocessImage, upscaleBicubicLikePillow } from '../server/preprocess/preprocess-image.ts';
+import { IN_THREAD_MAX_PIXELS, INPUT_SIZE, OUTPUT_BYTES, preprocessImage } from '../server/preprocess/preprocess-image.ts';
+import { resizeLikePillow } from '../server/preprocess/pillow-resize.ts';
 import type { PreprocessedImage } from '../server/preprocess/preprocess-image.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
 import type { ErrorCode } from '../shared/protocol/errors.ts';
@@ -142,7 +143,7 @@ test('Pillow-exact bicubic upscaling of a step edge', () => {
   // Pillow 9.4: Image.frombytes("L", (10, 1), bytes([0]*5 + [200]*5)).resize((30, 1), BICUBIC)
   const pillow = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 59, 141, 200, 215, 207, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200];
   const row = new Uint8Array(30).map((_, i) => (i < 15 ? 0 : 200)); // 10 RGB pixels, 5 black, 5 grey
-  const out = upscaleBicubicLikePillow({ data: row, width: 10, height: 1 }, 30, 1);
+  const out = resizeLikePillow({ data: row, width: 10, height: 1, channels: 3 }, 30, 1);
   assert.deepEqual([...out].filter((_, i) => i % 3 === 0), pillow);
 });
 
@@ -262,7 +263,8 @@ test('a plain JPEG is read from its own header (one pipeline): size, components 
   const { readJpegHeader } = await import('../server/preprocess/jpeg-header.ts');
   const upright = await sharp(fixture('exif-6.jpg')).rotate().resize(300, 480).jpeg({ quality: 92 }).toBuffer();
   const stored = await sharp(upright).rotate(-90).withMetadata({ orientation: 6 }).jpeg({ quality: 92 }).toBuffer();
-  assert.deepEqual(readJpegHeader(stored), { width: 480, height: 300, components: 3, orientation: 6 });
+  assert.deepEqual(readJpegHeader(stored), { width: 480, height: 300, components: 3, orientation: 6, sequential: true });
+  assert.equal(readJpegHeader(await sharp(upright).jpeg({ progressive: true }).toBuffer())?.sequential, false);
   const out = await preprocessImage(stored, LIMITS);
   assert.deepEqual([out.width, out.height, out.format], [300, 480, 'jpeg'], 'the upright size');
   // Turned upright by EXIF, the picture is the upright one (up to a second JPEG encoding).
@@ -271,4 +273,26 @@ test('a plain JPEG is read from its own header (one pipeline): size, components 
   assert.equal(readJpegHeader(Buffer.from('not a jpeg')), null);
   const grey = await sharp({ create: { width: 256, height: 256, channels: 3, background: '#808080' } }).toColourspace('b-w').jpeg().toBuffer();
   assert.equal(readJpegHeader(grey)?.components, 1);
+});
+
+test('a small plain JPEG is decoded in this thread: bit-identical to Pillow, colour and grey', async () => {
+  for (const file of ['photo.jpg', 'grey.jpg']) {
+    const bytes = fixture(file);
+    const { width, height } = await sharp(bytes).metadata();
+    assert.ok(width * height <= IN_THREAD_MAX_PIXELS, `${file} is small enough for the in-thread path`);
+    const { rgb } = await preprocessImage(bytes, LIMITS);
+    assert.deepEqual(difference(rgb, gunzipSync(fixture(`${file}.rgb.gz`))), { mean: 0, max: 0 }, file);
+  }
+});
+
+test('the in-thread decoder recovers from damaged JPEGs: each is named, and the next photo is exact again', async () => {
+  const jpeg = fixture('photo.jpg');
+  const reference = gunzipSync(fixture('photo.jpg.rgb.gz'));
+  for (const cut of [0.25, 0.5, 0.9]) {
+    await rejectsWith(preprocessImage(jpeg.subarray(0, Math.floor(jpeg.length * cut)), LIMITS), 'corrupt_image');
+    const garbled = Buffer.from(jpeg);
+    for (let i = 700; i < garbled.length - 2; i += 997) garbled[i] ^= 0x5a; // scan data only: the header stays readable
+    await preprocessImage(garbled, LIMITS).catch((error: unknown) => assert.ok(error instanceof ServiceError, String(error)));
+    assert.deepEqual(difference((await preprocessImage(jpeg, LIMITS)).rgb, reference), { mean: 0, max: 0 });
+  }
 });

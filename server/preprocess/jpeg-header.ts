@@ -13,6 +13,11 @@ export interface JpegHeader {
   components: number;
   /** EXIF orientation 1–8; 1 when there is none. */
   orientation: number;
+  /**
+   * Sequential with Huffman coding (SOF0, SOF1): each component is read in one scan, so the
+   * decoding time is bounded by the pixels. A progressive file may carry any number of scans.
+   */
+  sequential: boolean;
 }
 
 /** Markers that stand alone, with no length after them. */
@@ -40,7 +45,13 @@ export function readJpegHeader(b: Uint8Array): JpegHeader | null {
     if (isFrameHeader(marker)) {
       // Only its first fields are needed: a file cut right after them still tells its size.
       if (length < 8 || at + 10 > b.length) return null;
-      return { height: (b[at + 5] << 8) | b[at + 6], width: (b[at + 7] << 8) | b[at + 8], components: b[at + 9], orientation };
+      return {
+        height: (b[at + 5] << 8) | b[at + 6],
+        width: (b[at + 7] << 8) | b[at + 8],
+        components: b[at + 9],
+        orientation,
+        sequential: marker === 0xc0 || marker === 0xc1,
+      };
     }
     if (length < 2 || at + 2 + length > b.length) return null;
     if (marker === 0xe1) orientation = exifOrientation(b.subarray(at + 4, at + 2 + length)) ?? orientation;
