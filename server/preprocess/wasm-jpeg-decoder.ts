@@ -1,9 +1,9 @@
 /**
  * libjpeg-turbo compiled to WebAssembly (@cornerstonejs/codec-libjpeg-turbo-8bit), run
  * synchronously in this thread. For the usual small photo it is cheaper than sharp, whose
- * pipeline hands each image between libuv's and libvips' threads: see the README's
- * "Where the time goes". Its pixels are the same as sharp's (both are libjpeg with the
- * default integer IDCT and fancy upsampling).
+ * pipeline hands each image between libuv's and libvips' threads (see "Decoding" in the
+ * README). Its pixels are the same as sharp's (both are libjpeg with the default integer IDCT
+ * and fancy upsampling).
  *
  * It is strict: what libjpeg only warns about (stray bytes, a truncated scan) fails here, and
  * the caller leaves such files to sharp, which decides the way Pillow would. A failure also
