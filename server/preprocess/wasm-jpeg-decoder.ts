@@ -63,10 +63,15 @@ async function currentCodec(): Promise<CodecModule> {
 /**
  * Decodes (grey or RGB, as stored: no EXIF orientation) and hands the pixels to `use` while they
  * are still in the decoder's memory, which the next image reuses: `use` must copy what it keeps.
- * Null when libjpeg found anything wrong.
+ * Null when libjpeg found anything wrong, or when no instance could be made.
  */
 export async function withDecodedJpeg<T>(bytes: Uint8Array, use: (image: PixelImage) => T): Promise<T | null> {
-  const { JPEGDecoder } = await currentCodec();
+  const module = await currentCodec().catch(() => null);
+  if (!module) {
+    codec = instantiate(); // sharp decodes this one; the next may find a working instance
+    return null;
+  }
+  const { JPEGDecoder } = module;
   let decoder: JpegDecoder | undefined;
   try {
     decoder = new JPEGDecoder();
