@@ -94,7 +94,7 @@ static void vertical(const u8 *in, i32 stride, u8 *out, i32 outH, const i32 *bou
 }
 
 // All memory is laid out by the caller (pillow-resize.ts): src (w*h*3 bytes, plus one readable
-// byte after it), dst (outW*outH*3), tmp (outW*h*3), ints and pre (see coeffSpace there).
+// byte after it), dst (outW*outH*3), tmp (outW*h*3), ints and pre (sized in resizeLikePillow).
 __attribute__((export_name("resize")))
 void resize(const u8 *src, i32 w, i32 h, u8 *dst, i32 outW, i32 outH, u8 *tmp, i32 *ints, double *pre) {
   i32 *bh = ints, *kh = bh + 2 * outW;
