@@ -8,10 +8,11 @@
  * Every hub message is validated with the shared zod schemas; malformed ones are reported and
  * ignored. Every message sent is validated too, so a bug here cannot put garbage on the wire.
  */
-import { z } from 'zod';
-import { HubMessageSchema, MAX_VOLUNTEER_BATCH, VOLUNTEER_PROTOCOL_VERSION, peekJobId } from '../../../shared/protocol/volunteer.ts';
-import type { HubMessage, JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
+import { MAX_VOLUNTEER_BATCH, VOLUNTEER_PROTOCOL_VERSION, peekJobId } from '../../../shared/protocol/volunteer.ts';
+import type { JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
 import { HubLink, backoffDelay } from './hub-link.ts';
+import { parseHubText, welcomeModelUrl } from './hub-messages.ts';
+import type { Welcome } from './hub-messages.ts';
 import { JobQueue, readJobFrame } from './job-queue.ts';
 import { spawnModelWorker } from './spawn-model-worker.ts';
 import { Ticker } from './ticker.ts';
@@ -36,8 +37,6 @@ export interface SessionOptions {
 
 const CONNECT_TIMEOUT_MS = 15_000;
 const TICK_MS = 250;
-
-type Welcome = Extract<HubMessage, { type: 'welcome' }>;
 
 export class VolunteerSession {
   readonly state: VolunteerState;
@@ -182,19 +181,12 @@ export class VolunteerSession {
   // Hub → tab
 
   private onText(text: string): void {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      this.complain('the hub sent a text frame that is not JSON; ignored');
+    const parsed = parseHubText(text);
+    if ('problem' in parsed) {
+      this.complain(parsed.problem);
       return;
     }
-    const parsed = HubMessageSchema.safeParse(json);
-    if (!parsed.success) {
-      this.complain(`the hub sent an invalid message; ignored: ${z.prettifyError(parsed.error)}`);
-      return;
-    }
-    const message = parsed.data;
+    const { message } = parsed;
     switch (message.type) {
       case 'welcome':
         this.onWelcome(message);
@@ -225,15 +217,9 @@ export class VolunteerSession {
       this.complain('the hub sent a second welcome; ignored');
       return;
     }
-    if (!/^[0-9a-f]{64}$/.test(welcome.model.sha256)) {
-      this.shutDown('error', 'Stopped: the hub named its model badly', `the hub's model hash ${JSON.stringify(welcome.model.sha256)} is not a SHA-256`);
-      return;
-    }
-    let modelUrl: string;
-    try {
-      modelUrl = new URL(welcome.model.url, this.options.baseUrl).href;
-    } catch {
-      this.shutDown('error', 'Stopped: the hub named its model badly', `the hub's model URL ${JSON.stringify(welcome.model.url)} is not a URL`);
+    const model = welcomeModelUrl(welcome, this.options.baseUrl);
+    if ('problem' in model) {
+      this.shutDown('error', 'Stopped: the hub named its model badly', model.problem);
       return;
     }
     this.welcome = welcome;
@@ -249,7 +235,7 @@ export class VolunteerSession {
       detail: 'Preparing the model…',
     });
     const maxBatch = Math.max(1, Math.min(welcome.max_batch, this.options.maxBatch ?? MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_BATCH));
-    this.toWorker({ type: 'load', url: modelUrl, sha256: welcome.model.sha256, maxBatch });
+    this.toWorker({ type: 'load', url: model.url, sha256: welcome.model.sha256, maxBatch });
   }
 
   private onBinary(buffer: ArrayBuffer): void {
