@@ -234,8 +234,7 @@ export class VolunteerSession {
       state: 'loading',
       detail: 'Preparing the model…',
     });
-    const maxBatch = Math.max(1, Math.min(welcome.max_batch, this.options.maxBatch ?? MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_BATCH));
-    this.toWorker({ type: 'load', url: model.url, sha256: welcome.model.sha256, maxBatch });
+    this.toWorker({ type: 'load', url: model.url, sha256: welcome.model.sha256, maxBatch: this.batchLimit(welcome) });
   }
 
   private onBinary(buffer: ArrayBuffer): void {
@@ -258,12 +257,17 @@ export class VolunteerSession {
     this.pump();
   }
 
+  /** The most images per job: the hub's limit, this page's ?max_batch and the protocol's. */
+  private batchLimit(welcome: Welcome): number {
+    return Math.max(1, Math.min(welcome.max_batch, this.options.maxBatch ?? MAX_VOLUNTEER_BATCH, MAX_VOLUNTEER_BATCH));
+  }
+
   private sendHello(maxBatch: number): void {
     const welcome = this.welcome;
     const backend = this.state.backend;
     if (!welcome || !backend || this.helloSent) return;
     const estimate = this.state.averagePerImageMs ?? this.state.warmupPerImageMs ?? 1;
-    const offered = Math.max(1, Math.min(welcome.max_batch, maxBatch, MAX_VOLUNTEER_BATCH));
+    const offered = Math.max(1, Math.min(maxBatch, this.batchLimit(welcome)));
     this.send({
       type: 'hello',
       protocol: VOLUNTEER_PROTOCOL_VERSION,
