@@ -66,6 +66,7 @@ export class LocalExecutor implements Executor {
   private readonly topK: number;
   private nextBatchId = 1;
   private readonly ready: Promise<void>;
+  private readonly batchBuffer: SharedArrayBuffer;
 
   constructor(options: LocalExecutorOptions) {
     this.id = options.id;
@@ -76,6 +77,7 @@ export class LocalExecutor implements Executor {
     this.isAlone = options.isAlone ?? (() => false);
     this.maxBatch = options.maxBatch;
     this.topK = options.topK;
+    this.batchBuffer = new SharedArrayBuffer(options.maxBatch * IMAGE_BYTES);
     const workerData: InferenceWorkerData = {
       workerId: options.id,
       engine: options.engine,
@@ -85,6 +87,7 @@ export class LocalExecutor implements Executor {
       modelDir: options.modelDir,
       precision: options.precision ?? 'fp32',
       topK: options.topK,
+      batchBuffer: this.batchBuffer,
     };
     this.worker = spawnWorker(WORKER_URL, { workerData, name: options.id });
     this.ready = new Promise((resolve, reject) => {
@@ -153,14 +156,24 @@ export class LocalExecutor implements Executor {
 
   run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult> {
     if (this.state !== 'ready') return Promise.reject(new Error(`worker ${this.id} is ${this.state}`));
-    const rgb = new Uint8Array(images.length * IMAGE_BYTES);
+    // The shared buffer is free while no batch is pending; a second one would overwrite it.
+    const shared = this.pending.size === 0 && images.length <= this.maxBatch;
+    const own = shared ? undefined : new Uint8Array(images.length * IMAGE_BYTES);
+    const rgb = own ?? new Uint8Array(this.batchBuffer, 0, images.length * IMAGE_BYTES);
     images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
     const batchId = this.nextBatchId++;
     const solo = this.runsSoloNow();
-    const request: InferRequest = { type: 'infer', batchId, rgb, batch: images.length, solo, ...(reference?.some(Boolean) ? { reference: [...reference] } : {}) };
+    const request: InferRequest = {
+      type: 'infer',
+      batchId,
+      ...(own ? { rgb: own } : {}),
+      batch: images.length,
+      solo,
+      ...(reference?.some(Boolean) ? { reference: [...reference] } : {}),
+    };
     return new Promise((resolve, reject) => {
       this.pending.set(batchId, { batch: images.length, solo, resolve, reject });
-      this.worker.postMessage(request, [rgb.buffer]);
+      this.worker.postMessage(request, own ? [own.buffer] : []);
     });
   }
 
