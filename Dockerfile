@@ -34,6 +34,11 @@ ENV NODE_ENV=production \
     HUB_HTTP_HOST=0.0.0.0 \
     HUB_MODEL_DIR=/models/resnet50
 WORKDIR /app
+# The system's libjpeg-turbo (with SIMD) decodes small JPEGs 2.5× faster than its WebAssembly
+# build, which the hub falls back to without it (README, "Decoding").
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends libturbojpeg0 \
+ && rm -rf /var/lib/apt/lists/*
 # Owned by root and read-only to the hub: only /models (and /tmp) are written at run time.
 COPY --from=build /app /app
 RUN mkdir -p /models && chown node:node /models

@@ -170,7 +170,7 @@ export function formatComparison(runs: readonly PrecisionRun[], comparison: Prec
       const h = run.headline;
       const ceiling = h.ceiling?.throughput;
       return (
-        `${run.precision}: hub ${hubParallelism(run.hub.ready) ?? 'workers unknown'}, preprocess workers ${String(run.hub.ready.preprocess_workers ?? '?')}; ` +
+        `${run.precision}: hub ${hubParallelism(run.hub.ready) ?? 'workers unknown'}, preprocess workers ${String(run.hub.ready.preprocess_workers ?? '?')} (JPEG: ${String(run.hub.ready.jpeg_decoder ?? '?')}); ` +
         `saturation ${num(h.saturation?.throughput ?? Number.NaN, 2)} img/s at C=${h.saturation?.concurrency ?? '-'}` +
         (ceiling ? `, raw ceiling ${num(ceiling.imagesPerS, 2)} img/s (t=${ceiling.threads} b=${ceiling.batch})` : '') +
         `; start-up ${num(run.hub.startupMs / 1000, 2)} s; peak RSS ${num(run.memory?.peakMiB ?? Number.NaN, 0)} MiB; lost ${h.lost}, errored ${h.errored}`

@@ -15,6 +15,7 @@ import { Hub } from './hub.ts';
 import { defaultHubId } from './hub-id.ts';
 import type { Logger } from './log.ts';
 import { PreprocessPool } from './preprocess/preprocess-pool.ts';
+import { nativeJpegDecoder } from './preprocess/native-jpeg-decoder.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
 import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
 import { createVerifier } from './scheduler/verifier.ts';
@@ -177,6 +178,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     solo_threads: pools.current.parallelism?.soloThreads,
     precision: config.precision,
     preprocess_workers: config.preprocessWorkers,
+    // Small JPEGs are decoded by the system's libturbojpeg where installed, else its wasm build.
+    jpeg_decoder: nativeJpegDecoder() ? 'libturbojpeg' : 'wasm',
     weights: manifest.weights,
     curve: zmqFront.curvePublicKey !== undefined,
     ...(zmqFront.curvePublicKey ? { curve_public_key: zmqFront.curvePublicKey } : {}),
