@@ -9,7 +9,7 @@ import { ServiceError } from '../shared/protocol/errors.ts';
 import type { ErrorCode } from '../shared/protocol/errors.ts';
 import type { AdmittedRequest } from './front/admission.ts';
 import type { Logger } from './log.ts';
-import type { PreprocessPool } from './preprocess/preprocess-pool.ts';
+import type { Preprocessed, PreprocessPool } from './preprocess/preprocess-pool.ts';
 import { Job } from './scheduler/job.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { EventEmitter } from 'node:events';
@@ -164,6 +164,14 @@ export class Hub extends EventEmitter<HubEvents> {
     const deadlineMs = request.deadlineMs ?? this.limits.defaultDeadlineMs;
     const deadlineAt = deadlineMs === undefined ? undefined : receivedAt + deadlineMs;
     const image = await this.preprocessCounted(request.image);
+    try {
+      return await this.runPreprocessed(request, receivedAt, id, deadlineAt, image);
+    } finally {
+      image.release();
+    }
+  }
+
+  private async runPreprocessed(request: AdmittedRequest, receivedAt: number, id: string, deadlineAt: number | undefined, image: Preprocessed): Promise<Reply> {
     if (deadlineAt !== undefined && performance.now() >= deadlineAt) {
       return this.refuse(new ServiceError('timeout', 'the request passed its deadline before it was queued'), { id, requestId: request.requestId });
     }

@@ -37,8 +37,11 @@ function tapsPerPixel(inSize: number, outSize: number): number {
 
 const align = (at: number, to: number) => Math.ceil(at / to) * to;
 
-/** Resizes to width × height RGB, as Pillow would after `convert("RGB")`. Grey is replicated first. */
-export function resizeLikePillow(image: PixelImage, width: number, height: number): Uint8Array {
+/**
+ * Resizes to width × height RGB, as Pillow would after `convert("RGB")`. Grey is replicated
+ * first. Written into `into` when given (width * height * 3 bytes), else into a new buffer.
+ */
+export function resizeLikePillow(image: PixelImage, width: number, height: number, into?: Uint8Array): Uint8Array {
   const { data, width: w, height: h, channels } = image;
   if (!(w >= 1 && h >= 1 && width >= 1 && height >= 1)) throw new RangeError(`cannot resize ${w}x${h} to ${width}x${height}`);
   if (data.byteLength !== w * h * channels) throw new RangeError(`${data.byteLength} bytes for ${w}x${h}x${channels}`);
@@ -56,5 +59,9 @@ export function resizeLikePillow(image: PixelImage, width: number, height: numbe
   if (channels === 3) heap.set(data, src);
   else for (let i = 0, o = src; i < data.length; i++, o += 3) heap[o] = heap[o + 1] = heap[o + 2] = data[i];
   exports.resize(src, w, h, dst, width, height, tmp, ints, pre);
-  return heap.slice(dst, dst + width * height * 3);
+  const result = heap.subarray(dst, dst + width * height * 3);
+  if (!into) return result.slice();
+  if (into.byteLength !== result.byteLength) throw new RangeError(`${into.byteLength} bytes for a ${width}x${height} RGB result`);
+  into.set(result);
+  return into;
 }

@@ -72,12 +72,17 @@ const PIPELINE_INPUT: SharpOptions = {
 const SUPPORTED_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 const SUPPORTED_LIST = 'JPEG, PNG, WebP, GIF, TIFF or AVIF';
 
-export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimits): Promise<PreprocessedImage> {
+/**
+ * Decodes and resizes one image. With `into` (OUTPUT_BYTES long), the pixels are written there
+ * and `rgb` is `into`: no buffer is allocated for the result.
+ */
+export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimits, into?: Uint8Array): Promise<PreprocessedImage> {
+  if (into && into.byteLength !== OUTPUT_BYTES) throw new RangeError(`the result needs ${OUTPUT_BYTES} bytes, got ${into.byteLength}`);
   const maxPixels = Math.floor(limits.maxPixels);
   if (!(maxPixels >= 1)) throw new RangeError(`limits.maxPixels must be a positive number, got ${limits.maxPixels}`);
   if (bytes.byteLength === 0) throw new ServiceError('unsupported_image', 'The image is empty (0 bytes).');
   const input: SharpOptions = { ...PIPELINE_INPUT, limitInputPixels: maxPixels }; // a backstop; the header checks answer first
-  const plain = await decodePlainJpeg(bytes, input, maxPixels);
+  const plain = await decodePlainJpeg(bytes, input, maxPixels, into);
   if (plain) return plain;
 
   const meta = await readHeader(bytes, maxPixels);
@@ -100,11 +105,11 @@ export async function preprocessImage(bytes: Uint8Array, limits: PreprocessLimit
   } catch (error) {
     throw decodeError(error, meta, maxPixels);
   }
-  const rgb = image.width === INPUT_SIZE && image.height === INPUT_SIZE ? image.data : resizeLikePillow(toPixels(image), INPUT_SIZE, INPUT_SIZE);
+  const rgb = image.width === INPUT_SIZE && image.height === INPUT_SIZE ? image.data : resizeLikePillow(toPixels(image), INPUT_SIZE, INPUT_SIZE, into);
   if (rgb.byteLength !== OUTPUT_BYTES) {
     throw new Error(`preprocessImage produced ${rgb.byteLength} bytes, expected ${OUTPUT_BYTES}`);
   }
-  return { rgb: ownBuffer(rgb), width, height, format };
+  return { rgb: placed(rgb, into), width, height, format };
 }
 
 /**
@@ -134,7 +139,7 @@ async function decodeJpegHere<T>(bytes: Uint8Array, use: (image: PixelImage) => 
  * the one libvips pipeline the general path would run for them. Null for anything else, and
  * for a JPEG that fails to decode, so that the general path says what is wrong with it.
  */
-async function decodePlainJpeg(bytes: Uint8Array, input: SharpOptions, maxPixels: number): Promise<PreprocessedImage | null> {
+async function decodePlainJpeg(bytes: Uint8Array, input: SharpOptions, maxPixels: number, into: Uint8Array | undefined): Promise<PreprocessedImage | null> {
   const header = readJpegHeader(bytes);
   if (!header || (header.components !== 1 && header.components !== 3)) return null;
   const { width: storedWidth, height: storedHeight } = header;
@@ -143,7 +148,7 @@ async function decodePlainJpeg(bytes: Uint8Array, input: SharpOptions, maxPixels
   if (header.sequential && header.orientation === 1 && pixels <= IN_THREAD_MAX_PIXELS) {
     // What the strict decoder refuses (libjpeg warnings, damage) sharp decodes or names,
     // and the resize stays Pillow's either way.
-    const resize = (image: PixelImage) => (image.width === storedWidth && image.height === storedHeight ? resizeLikePillow(image, INPUT_SIZE, INPUT_SIZE) : null);
+    const resize = (image: PixelImage) => (image.width === storedWidth && image.height === storedHeight ? resizeLikePillow(image, INPUT_SIZE, INPUT_SIZE, into) : null);
     const rgb = (await decodeJpegHere(bytes, resize)) ?? (await decode(sharp(bytes, input), null).then((image) => resize(toPixels(image)), () => null));
     return rgb && { rgb, width: storedWidth, height: storedHeight, format: 'jpeg' };
   }
@@ -153,7 +158,7 @@ async function decodePlainJpeg(bytes: Uint8Array, input: SharpOptions, maxPixels
     const image = await decode(sharp(bytes, input), target);
     if (image.width !== INPUT_SIZE || image.height !== INPUT_SIZE) return null;
     const turned = header.orientation >= 5; // 5–8 swap the axes
-    return { rgb: ownBuffer(image.data), width: turned ? storedHeight : storedWidth, height: turned ? storedWidth : storedHeight, format: 'jpeg' };
+    return { rgb: placed(image.data, into), width: turned ? storedHeight : storedWidth, height: turned ? storedWidth : storedHeight, format: 'jpeg' };
   } catch {
     return null;
   }
@@ -303,7 +308,13 @@ function errorMessage(error: unknown): string {
  * A plain Uint8Array (not a Buffer, whose slice() does not copy) that owns its whole
  * ArrayBuffer, so the caller can transfer it. sharp's output already owns its memory.
  */
-function ownBuffer(data: Uint8Array): Uint8Array {
+/** The result in `into` when there is one, else in a buffer of its own (so it can be transferred). */
+function placed(data: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+  if (data === into) return into;
+  if (into) {
+    into.set(data);
+    return into;
+  }
   if (data.byteOffset === 0 && data.buffer.byteLength === data.byteLength) return new Uint8Array(data.buffer);
   return new Uint8Array(data);
 }

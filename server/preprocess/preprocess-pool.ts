@@ -7,40 +7,60 @@ import type { Worker } from 'node:worker_threads';
 import 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { Logger } from '../log.ts';
-import type { PreprocessRequest, PreprocessResponse } from './preprocess-protocol.ts';
+import type { PreprocessRequest, PreprocessResponse, PreprocessWorkerData } from './preprocess-protocol.ts';
 import { spawnWorker } from '../../lib/spawn-worker.ts';
+import { ImageSlots } from './image-slots.ts';
+import { OUTPUT_BYTES } from './preprocess-image.ts';
 
 const WORKER_URL = new URL('./preprocess-worker.ts', import.meta.url);
 
+/**
+ * Images held at once in shared memory (9.6 MB): a saturated hub holds a few dozen. Past that,
+ * as in a burst that fills the queue, an image comes in a buffer of its own.
+ */
+export const DEFAULT_IMAGE_SLOTS = 64;
+
 export interface Preprocessed {
+  /** 224×224×3 RGB; valid until `release()`. */
   rgb: Uint8Array;
   width: number;
   height: number;
   format: string;
   ms: number;
+  /**
+   * Lets the pool reuse the memory of `rgb`: call it once, when nothing will read `rgb` again.
+   * Executors copy a batch's images when they start it; what keeps an image longer (a
+   * verification run) keeps a copy.
+   */
+  release(): void;
 }
 
 interface Pending {
   resolve: (image: Preprocessed) => void;
   reject: (error: ServiceError) => void;
+  /** The image slot the worker writes into, if one was free. */
+  imageSlot?: number;
 }
 
-interface Slot {
+interface WorkerEntry {
   worker: Worker;
   pending: Map<number, Pending>;
 }
 
 export class PreprocessPool {
-  private readonly slots: Slot[] = [];
+  private readonly workers: WorkerEntry[] = [];
   private nextId = 1;
   private stopping = false;
+  private readonly images: ImageSlots;
 
   constructor(
     size: number,
     private readonly maxPixels: number,
     private readonly log: Logger,
+    imageSlots = DEFAULT_IMAGE_SLOTS,
   ) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
+    this.images = new ImageSlots(imageSlots, OUTPUT_BYTES);
+    for (let i = 0; i < size; i++) this.workers.push(this.spawn(i));
   }
 
   /**
@@ -48,41 +68,64 @@ export class PreprocessPool {
    * Takes ownership of `bytes`: a buffer of its own is moved to the worker, not copied.
    */
   preprocess(bytes: Uint8Array): Promise<Preprocessed> {
-    const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const entry = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
-    const request: PreprocessRequest = { id, bytes, maxPixels: this.maxPixels };
+    const imageSlot = this.images.acquire();
+    const request: PreprocessRequest = { id, bytes, maxPixels: this.maxPixels, ...(imageSlot === undefined ? {} : { slot: imageSlot }) };
     return new Promise((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      entry.pending.set(id, { resolve, reject, imageSlot });
       // A small Node Buffer shares its memory with others (Buffer's pool): copy that one.
       const ownsMemory = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-      slot.worker.postMessage(request, ownsMemory ? [bytes.buffer as ArrayBuffer] : []);
+      entry.worker.postMessage(request, ownsMemory ? [bytes.buffer as ArrayBuffer] : []);
     });
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+    await Promise.all(this.workers.map((entry) => entry.worker.terminate()));
   }
 
-  private spawn(index: number): Slot {
-    const slot: Slot = { worker: spawnWorker(WORKER_URL, { name: `preprocess-${index + 1}` }), pending: new Map() };
-    slot.worker.on('message', (response: PreprocessResponse) => {
-      const pending = slot.pending.get(response.id);
+  /** Image slots held now: by requests still running (the tests check none is left behind). */
+  get imageSlotsInUse(): number {
+    return this.images.inUse;
+  }
+
+  private settle(pending: Pending, response: PreprocessResponse): void {
+    const { imageSlot } = pending;
+    const rgb = response.ok ? (response.rgb ?? (imageSlot === undefined ? undefined : this.images.view(imageSlot))) : undefined;
+    if (!response.ok || !rgb) {
+      if (imageSlot !== undefined) this.images.release(imageSlot);
+      pending.reject(response.ok ? new ServiceError('internal', 'the image decoder sent no image') : new ServiceError(response.code, response.message));
+      return;
+    }
+    let held = imageSlot !== undefined;
+    const release = () => {
+      if (held && imageSlot !== undefined) this.images.release(imageSlot);
+      held = false;
+    };
+    pending.resolve({ rgb, width: response.width, height: response.height, format: response.format, ms: response.ms, release });
+  }
+
+  private spawn(index: number): WorkerEntry {
+    const workerData: PreprocessWorkerData = { slots: this.images.buffer };
+    const entry: WorkerEntry = { worker: spawnWorker(WORKER_URL, { name: `preprocess-${index + 1}`, workerData }), pending: new Map() };
+    entry.worker.on('message', (response: PreprocessResponse) => {
+      const pending = entry.pending.get(response.id);
       if (!pending) return;
-      slot.pending.delete(response.id);
-      if (response.ok) pending.resolve(response);
-      else pending.reject(new ServiceError(response.code, response.message));
+      entry.pending.delete(response.id);
+      this.settle(pending, response);
     });
-    slot.worker.on('error', (error) => this.log.error({ err: error }, 'preprocess worker error'));
-    slot.worker.on('exit', (code) => {
-      for (const pending of slot.pending.values()) {
+    entry.worker.on('error', (error) => this.log.error({ err: error }, 'preprocess worker error'));
+    entry.worker.on('exit', (code) => {
+      for (const pending of entry.pending.values()) {
+        if (pending.imageSlot !== undefined) this.images.release(pending.imageSlot);
         pending.reject(new ServiceError('internal', `the image decoder stopped (exit code ${code}); try again`));
       }
-      slot.pending.clear();
+      entry.pending.clear();
       if (this.stopping) return;
       this.log.error({ worker: index + 1, code }, 'preprocess worker died; restarting it');
-      this.slots[index] = this.spawn(index);
+      this.workers[index] = this.spawn(index);
     });
-    return slot;
+    return entry;
   }
 }

@@ -44,7 +44,8 @@ export function createVerifier(scheduler: Scheduler, options: VerifierOptions): 
 
   const recompute = async (job: Job): Promise<JobOutcome> => {
     // Pinned to the volunteer's model: across a swap, the check is made with the weights the answer came from.
-    const check = new Job({ id: `${job.id}:verify`, image: job.image, offload: false, purpose: 'verification', model: job.model, pinned: true });
+    // A copy: the check may run after the request is answered and its image's memory reused.
+    const check = new Job({ id: `${job.id}:verify`, image: job.image.slice(), offload: false, purpose: 'verification', model: job.model, pinned: true });
     // In front of the queue: a reply may be waiting for it.
     scheduler.submit(check, true);
     return check.outcome();
