@@ -1,23 +1,21 @@
 /**
- * The ResNet50 definition, caffe preprocessing, the untrained-model generator and the model store.
+ * The ResNet50 definition, caffe preprocessing, the untrained-model generator and the model
+ * store it writes (atomic writes: model-store.test.ts; the tfjs backends: tfjs-runtime.test.ts).
  * Run: node --import tsx --test test/model.test.ts   (≈ 1 min: one full generation on wasm)
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import type * as tfjs from '@tensorflow/tfjs';
 
 import { CAFFE_MEAN_BGR, INPUT_SIZE, toCaffeInput } from '../shared/caffe.ts';
 import { buildResNet50, RESNET50_PARAM_COUNT } from '../shared/model/resnet50.ts';
-import { EngineUnavailableError, loadTfjs } from '../lib/tfjs-runtime.ts';
+import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { DEFAULT_SEED, generateUntrainedModel, initialLayerWeights, type GenerateStage } from '../models/tools/generate.ts';
 import { Prng } from '../models/tools/prng.ts';
 import {
@@ -26,8 +24,6 @@ import {
   readManifest,
   SHARD_BYTES,
   weightsSha256,
-  writeModelStore,
-  type ManifestInput,
   type ModelManifest,
 } from '../models/tools/store.ts';
 import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
@@ -371,173 +367,3 @@ describe('untrained model generation and store', () => {
     }
   });
 });
-
-// ---------------------------------------------------------------------------------------------
-
-describe('store writes are atomic', () => {
-  let parent: string;
-  let dir: string;
-  // A small model whose weights (1100×1000 + 1000 floats ≈ 4.2 MiB) span two shards.
-  const tinyModel = (value: number, biasValue = value) => {
-    const model = tf.sequential({ layers: [tf.layers.dense({ units: 1000, inputShape: [1100], kernelInitializer: 'zeros' })] });
-    const weights = [tf.fill([1100, 1000], value), tf.fill([1000], biasValue)];
-    model.setWeights(weights);
-    tf.dispose(weights);
-    return model;
-  };
-  const manifestInput = (seed: number): ManifestInput => ({
-    formatVersion: 1,
-    name: 'resnet50',
-    weights: 'untrained',
-    source: { kind: 'generated', seed, generator: 'test' },
-    createdAt: new Date().toISOString(),
-    inputShape: [224, 224, 3],
-    classes: 1000,
-  });
-  const siblings = async () => (await readdir(parent)).sort();
-
-  before(async () => {
-    parent = await tempDir('atomic');
-    dir = path.join(parent, 'store');
-  });
-  after(async () => {
-    await rm(parent, { recursive: true, force: true });
-  });
-
-  test('a failed write leaves the previous store intact and no temp folder', async () => {
-    const good = tinyModel(1);
-    const goodManifest = await writeModelStore(good, dir, manifestInput(1));
-    good.dispose();
-    assert.deepEqual(await siblings(), ['store']);
-
-    // NaN in the bias: the last shard, so the first shard is already written when it fails.
-    const bad = tinyModel(2, Number.NaN);
-    let progressed = 0;
-    await assert.rejects(writeModelStore(bad, dir, manifestInput(2), { onProgress: () => progressed++ }), /non-finite/);
-    bad.dispose();
-    assert.equal(progressed, 1, 'failed after writing the first shard');
-
-    assert.deepEqual(await siblings(), ['store']);
-    assert.deepEqual(await readManifest(dir), goodManifest);
-    const loaded = await loadLayersModelFromStore(tf, dir);
-    assert.equal(loaded.getWeights()[1].dataSync()[0], 1);
-    loaded.dispose();
-  });
-
-  test('a process killed mid-write leaves the previous store intact; the next write replaces it', async () => {
-    const before = await readManifest(dir);
-    assert.ok(before);
-    // The child writes a store and blocks forever after its first shard; we then SIGKILL it.
-    const code = `
-      import { writeSync } from 'node:fs';
-      import { loadTfjs } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'lib/tfjs-runtime.ts')).href)};
-      import { writeModelStore } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'models/tools/store.ts')).href)};
-      const tf = await loadTfjs('cpu');
-      const model = tf.sequential({ layers: [tf.layers.dense({ units: 1000, inputShape: [1100], kernelInitializer: 'ones' })] });
-      const blocker = new Int32Array(new SharedArrayBuffer(4));
-      await writeModelStore(model, process.env.STORE_DIR, ${JSON.stringify(manifestInput(3))}, {
-        onProgress: () => { writeSync(1, 'shard written\\n'); Atomics.wait(blocker, 0, 0, 120000); },
-      });`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: repoRoot,
-      env: { ...process.env, STORE_DIR: dir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => d.toString().includes('shard written') && resolve());
-      child.on('exit', () => reject(new Error(`child exited before writing a shard: ${stderr}`)));
-    });
-    child.kill('SIGKILL');
-    assert.equal(await exited, 'SIGKILL');
-
-    const leftovers = (await siblings()).filter((n) => n !== 'store');
-    assert.equal(leftovers.length, 1, 'the killed write left its temp folder');
-    assert.deepEqual(await readdir(path.join(parent, leftovers[0])), ['group1-shard1of2.bin'], 'killed mid-write');
-    assert.deepEqual(await readManifest(dir), before);
-    const loaded = await loadLayersModelFromStore(tf, dir);
-    assert.equal(loaded.getWeights()[0].dataSync()[0], 1);
-    loaded.dispose();
-
-    const next = tinyModel(4);
-    const written = await writeModelStore(next, dir, manifestInput(4));
-    next.dispose();
-    assert.deepEqual(await readManifest(dir), written);
-    assert.notEqual(written.weightsSha256, before.weightsSha256);
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-
-describe('tfjs runtime', () => {
-  test('tfjs-node: a clear EngineUnavailableError when the optional package is absent', async (t) => {
-    try {
-      createRequire(import.meta.url).resolve('@tensorflow/tfjs-node');
-      t.skip('@tensorflow/tfjs-node is installed here');
-      return;
-    } catch {
-      // absent: expected on this machine
-    }
-    // In a worker: this thread already runs the wasm backend, and tfjs is one per thread.
-    const result = await runInWorker(`
-      const { loadTfjs } = await import(runtimeUrl);
-      try { await loadTfjs('tfjs-node'); return { ok: true }; }
-      catch (e) { return { ok: false, name: e.name, message: e.message }; }`);
-    assert.equal(result.ok, false);
-    assert.equal(result.name, 'EngineUnavailableError');
-    assert.match(String(result.message), /tfjs-node.*not installed/);
-    assert.equal(new EngineUnavailableError('tfjs-node', 'x').name, 'EngineUnavailableError');
-  });
-
-  test('wasm and cpu backends work inside worker threads, without the tfjs-node banner', async () => {
-    // Control: plain tfjs on the CPU backend does print the banner, and we do capture it.
-    const control = await runInWorker(`
-      const tf = await import('@tensorflow/tfjs');
-      await tf.setBackend('cpu');
-      tf.tensor1d([1]);
-      return {};`);
-    assert.match(control.stderr, /looks like you are running TensorFlow\.js in Node/);
-
-    for (const backend of ['wasm', 'cpu']) {
-      const result = await runInWorker(`
-        const { loadTfjs } = await import(runtimeUrl);
-        const tf = await loadTfjs(${JSON.stringify(backend)});
-        const y = tf.conv2d(tf.ones([1, 8, 8, 3]), tf.ones([3, 3, 3, 2]), 1, 'same');
-        return { backend: tf.getBackend(), centre: (await y.data())[(4 * 8 + 4) * 2] };`);
-      assert.equal(result.backend, backend);
-      assert.equal(result.centre, 27);
-      assert.doesNotMatch(result.stderr, /looks like you are running TensorFlow\.js in Node/);
-    }
-  });
-});
-
-/**
- * Runs an async function body in a fresh worker thread (with tsx registered so it can import
- * the repo's .ts files; `runtimeUrl` is in scope) and returns its result plus the worker's stderr.
- */
-async function runInWorker(body: string): Promise<Record<string, unknown> & { stderr: string }> {
-  const runtimeUrl = pathToFileURL(path.join(repoRoot, 'lib/tfjs-runtime.ts')).href;
-  const script = `
-    const { parentPort } = require('node:worker_threads');
-    const runtimeUrl = ${JSON.stringify(runtimeUrl)};
-    (async () => {
-      const { register } = await import('tsx/esm/api');
-      register();
-      ${body}
-    })().then((r) => parentPort.postMessage(r), (e) => parentPort.postMessage({ crashed: String(e && e.stack || e) }));`;
-  const worker = new Worker(script, { eval: true, stderr: true });
-  let stderr = '';
-  worker.stderr.on('data', (d) => (stderr += d));
-  try {
-    const result = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-    assert.equal(result.crashed, undefined, String(result.crashed));
-    return { ...result, stderr };
-  } finally {
-    await worker.terminate();
-  }
-}
