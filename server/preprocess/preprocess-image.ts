@@ -49,7 +49,10 @@ export interface PreprocessLimits {
 }
 
 export interface PreprocessedImage {
-  /** 224*224*3 bytes, HWC, RGB order, uint8, NOT yet caffe-transformed. Owns its whole ArrayBuffer, so it can be transferred. */
+  /**
+   * 224*224*3 bytes, HWC, RGB order, uint8, NOT yet caffe-transformed. The caller's `into`
+   * when one was given; otherwise it owns its whole ArrayBuffer, so it can be transferred.
+   */
   rgb: Uint8Array;
   /** Source width after EXIF orientation. */
   width: number;
