@@ -61,8 +61,9 @@ async function currentCodec(): Promise<CodecModule> {
 }
 
 /**
- * Decodes (grey or RGB, as stored: no EXIF orientation) and hands the pixels to `use` while they
- * are still in the decoder's memory, which the next image reuses: `use` must copy what it keeps.
+ * Decodes (grey or RGB, as stored: no EXIF orientation) and hands the pixels to `use`. They are
+ * a fresh copy the module makes of each image (getDecodedBuffer), 300 KB for a 384×256 photo:
+ * the native decoder (native-jpeg-decoder.ts) avoids that copy where it is installed.
  * Null when libjpeg found anything wrong, or when no instance could be made.
  */
 export async function withDecodedJpeg<T>(bytes: Uint8Array, use: (image: PixelImage) => T): Promise<T | null> {
