@@ -12,7 +12,7 @@ import type { HubExit } from './hub.ts';
 import { lscpuModelName } from './machine.ts';
 import { hubParallelism } from './report.ts';
 import type { BenchStep, Headline } from './report.ts';
-import type { RssSummary } from './rss-sampler.ts';
+import type { RssSummary } from '../kit/rss-sampler.ts';
 import { THREAD_GROUPS } from './thread-cpu.ts';
 import { round } from '../shared/stats.ts';
 import type { Precision } from '../shared/protocol/classify.ts';

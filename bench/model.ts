@@ -7,8 +7,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { EngineName } from '../server/engines/engine.ts';
 import type { Precision } from '../shared/protocol/classify.ts';
-import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
-import { ensureInt8Model } from '../models/tools/onnx/quantize/int8-model.ts';
+import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
+import { ensureInt8Model } from '../model-tools/onnx/quantize/int8-model.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 

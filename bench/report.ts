@@ -8,7 +8,7 @@ import type { CeilingResult } from './ceiling.ts';
 import type { CpuShare } from './cpu-share.ts';
 import type { HubExit } from './hub.ts';
 import type { StepResult } from './load-generator.ts';
-import type { RssSummary } from './rss-sampler.ts';
+import type { RssSummary } from '../kit/rss-sampler.ts';
 import { formatThreadCpu } from './thread-cpu.ts';
 import type { ThreadCpu } from './thread-cpu.ts';
 import { round } from '../shared/stats.ts';

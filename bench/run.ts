@@ -21,7 +21,7 @@ import { stopHubOnInterrupt } from './interrupt.ts';
 import type { Progress } from './progress.ts';
 import { bestCeiling, computeHeadline, formatHeadline, formatTable, writeResults } from './report.ts';
 import type { BenchResult, BenchStep } from './report.ts';
-import type { RssSummary } from './rss-sampler.ts';
+import type { RssSummary } from '../kit/rss-sampler.ts';
 import { runSweep } from './sweep.ts';
 
 /** Other processes using more than this many cores while measuring make the figures suspect. */

@@ -17,7 +17,7 @@ import type { HubExit, SpawnedHub } from './hub.ts';
 import { prepareModel, REPO_ROOT } from './model.ts';
 import { runStormSoak } from './storm/storm-soak.ts';
 import { runFleetSoak } from './soak/fleet-soak.ts';
-import { readRssMiB } from './rss-sampler.ts';
+import { readRssMiB } from '../kit/rss-sampler.ts';
 import { parseSoakOptions } from './soak/cli.ts';
 import type { SoakOptions } from './soak/cli.ts';
 import { HubLog } from './soak/hub-log.ts';

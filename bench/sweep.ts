@@ -10,8 +10,8 @@ import type { SpawnedHub } from './hub.ts';
 import { runStep } from './load-generator.ts';
 import type { Progress } from './progress.ts';
 import type { BenchStep } from './report.ts';
-import { sampleRss } from './rss-sampler.ts';
-import type { RssSummary } from './rss-sampler.ts';
+import { sampleRss } from '../kit/rss-sampler.ts';
+import type { RssSummary } from '../kit/rss-sampler.ts';
 import { threadCpu, threadSnapshot } from './thread-cpu.ts';
 import type { ThreadCpu, ThreadSnapshot } from './thread-cpu.ts';
 

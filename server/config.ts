@@ -4,7 +4,7 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { OFFLOAD_MODES } from './scheduler/scheduler.ts';
-import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../models/tools/fetch/keras-weights.ts';
+import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../model-tools/fetch/keras-weights.ts';
 
 export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];

@@ -9,7 +9,7 @@
  * supervisor (Kubernetes, systemd, Docker's restart policy) starts a fresh one. Clients that
  * spread over several hubs move to the others meanwhile.
  */
-import type { Logger } from './log.ts';
+import type { Logger } from '../lib/log.ts';
 
 /** EX_SOFTWARE (sysexits.h): an internal software error. */
 export const EXIT_FATAL = 70;

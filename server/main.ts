@@ -3,7 +3,7 @@
  * ZeroMQ and HTTP fronts, and on SIGINT/SIGTERM answers what it accepted before it exits.
  */
 import { parseConfig } from './config.ts';
-import { createLogger } from './log.ts';
+import { createLogger } from '../lib/log.ts';
 import type { EngineName } from './engines/engine.ts';
 import { AUTO_CANDIDATES } from './executors/local-pool.ts';
 import { ensureInt8, ensureModel, ensureOnnx } from './model-bootstrap.ts';

@@ -6,21 +6,21 @@
  * export is missing or stale, exports it; with --precision int8, the same for the int8 model.
  * An existing store is used as it is: no network.
  */
-import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
-import { ensureInt8Model } from '../models/tools/onnx/quantize/int8-model.ts';
-import { summarizeReport } from '../models/tools/onnx/quantize/format-report.ts';
-import { readManifest } from '../models/tools/store.ts';
-import type { ModelManifest } from '../models/tools/store.ts';
-import type { ModelTask, TaskWorkerMessage } from '../models/tools/task-worker.ts';
-import { createProgressBar } from '../models/tools/progress.ts';
-import { isDownloadError } from '../models/tools/fetch/download-error.ts';
-import { createFetchProgress } from '../models/tools/fetch/fetch-progress.ts';
-import { fetchImagenetWeights, KERAS_RESNET50_URL } from '../models/tools/fetch/keras-weights.ts';
-import type { Logger } from './log.ts';
-import { UNTRAINED_WARNING } from './status.ts';
+import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
+import { ensureInt8Model } from '../model-tools/onnx/quantize/int8-model.ts';
+import { summarizeReport } from '../model-tools/onnx/quantize/format-report.ts';
+import { readManifest } from '../model-store/store.ts';
+import type { ModelManifest } from '../model-store/store.ts';
+import type { ModelTask, TaskWorkerMessage } from '../model-tools/task-worker.ts';
+import { createProgressBar } from '../model-tools/progress.ts';
+import { isDownloadError } from '../model-tools/fetch/download-error.ts';
+import { createFetchProgress } from '../model-tools/fetch/fetch-progress.ts';
+import { fetchImagenetWeights, KERAS_RESNET50_URL } from '../model-tools/fetch/keras-weights.ts';
+import type { Logger } from '../lib/log.ts';
+import { UNTRAINED_WARNING } from './observability/status.ts';
 import { spawnWorker } from '../lib/spawn-worker.ts';
 
-const TASK_WORKER = new URL('../models/tools/task-worker.ts', import.meta.url);
+const TASK_WORKER = new URL('../model-tools/task-worker.ts', import.meta.url);
 
 /** npm start's connect timeout: long enough for a slow network, short enough that offline start-up is not held up. */
 export const START_FETCH_CONNECT_TIMEOUT_MS = 3000;

@@ -1,7 +1,7 @@
 /**
  * Wires the hub together: preprocessing pool, scheduler, local workers, and the fronts.
  */
-import type { ModelManifest } from '../models/tools/store.ts';
+import type { ModelManifest } from '../model-store/store.ts';
 import { MAX_TOP } from '../shared/labels.ts';
 import type { ModelInfo, Precision } from '../shared/protocol/classify.ts';
 import { availableParallelism } from 'node:os';
@@ -11,23 +11,23 @@ import { LocalPool } from './executors/local-pool.ts';
 import { HttpFront } from './front/http-front.ts';
 import { ZmqFront } from './front/zmq-front.ts';
 import { curveSecurity } from './front/curve-auth.ts';
-import { Hub } from './hub.ts';
-import { defaultHubId } from './hub-id.ts';
-import type { Logger } from './log.ts';
+import { Hub } from './hub/hub.ts';
+import { defaultHubId } from './hub/hub-id.ts';
+import type { Logger } from '../lib/log.ts';
 import { PreprocessPool } from './preprocess/preprocess-pool.ts';
 import { nativeJpegDecoder } from './preprocess/native-jpeg-decoder.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
 import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
 import { createVerifier } from './scheduler/verifier.ts';
-import { attachVolunteerSocket } from './front/volunteer-socket.ts';
+import { attachVolunteerSocket } from './volunteers/volunteer-socket.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
 import { WEB_DIST_DIR } from './web-build.ts';
-import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './status.ts';
-import { EventFeed } from './events/event-feed.ts';
-import { EventsSocket } from './front/events-socket.ts';
-import { HubMetrics } from './metrics/hub-metrics.ts';
+import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './observability/status.ts';
+import { EventFeed } from './observability/event-feed.ts';
+import { EventsSocket } from './observability/events-socket.ts';
+import { HubMetrics } from './observability/hub-metrics.ts';
 import { attachModelSwapper } from './model-swap/attach-swapper.ts';
-import { removeServingMarker, writeServingMarker } from '../models/tools/serving-marker.ts';
+import { removeServingMarker, writeServingMarker } from '../model-store/serving-marker.ts';
 import type { ModelSwapRecord, SwapTrigger } from '../shared/protocol/model-swap.ts';
 
 export interface RunningHub {

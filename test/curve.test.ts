@@ -21,10 +21,10 @@ import {
   z85Encode,
   ZapAuthenticator,
 } from '../server/front/curve-auth.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { expectSuccess, payloadOf, photo } from './support/zmq-clients.ts';
-import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR } from './support/paths.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { expectSuccess, payloadOf, photo } from '../kit/zmq-clients.ts';
+import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR } from '../kit/paths.ts';
 import { LOOPBACK_HUB_ARGV } from '../server/cli/loopback-hub-argv.ts';
 
 const PREDS_FORMAT = /^[^,:]+ : [0-9.e-]+, [^,:]+ : [0-9.e-]+, [^,:]+ : [0-9.e-]+$/;

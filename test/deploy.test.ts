@@ -19,10 +19,10 @@ import { hubFlags } from '../server/config.ts';
 import { HubClient } from '../client/index.ts';
 import { findKind, KUBERNETES_DIR, readDockerfile, readManifests, validateManifest } from './support/deploy-files.ts';
 import type { Dockerfile, Manifest } from './support/deploy-files.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { REPO_ROOT, TINY_MODEL_DIR } from './support/paths.ts';
-import { photo } from './support/zmq-clients.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { REPO_ROOT, TINY_MODEL_DIR } from '../kit/paths.ts';
+import { photo } from '../kit/zmq-clients.ts';
 
 const FLAGS = hubFlags();
 const flagByEnv = new Map(FLAGS.filter((flag) => flag.env).map((flag) => [flag.env!, flag]));

@@ -12,11 +12,11 @@ import { after, before, describe, test } from 'node:test';
 import { loadEngine } from '../server/engines/create-engine.ts';
 import { ENGINE_NAMES, type EngineName } from '../server/engines/engine.ts';
 import { spawnWorker } from '../lib/spawn-worker.ts';
-import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
-import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
+import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';
 import { NUM_CLASSES } from '../shared/labels.ts';
-import { TEST_MODEL_DIR } from './support/paths.ts';
+import { TEST_MODEL_DIR } from '../kit/paths.ts';
 
 const IMAGES = 24;
 const LARGE_BATCH = 4;

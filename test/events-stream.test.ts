@@ -8,10 +8,10 @@ import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import type { HubEvent, RequestEvent, SnapshotEvent, StatsEvent } from '../shared/protocol/events.ts';
 import type { ClassifyReply } from '../shared/protocol/classify.ts';
-import { StatsWindow } from '../server/events/stats-window.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { photo } from './support/zmq-clients.ts';
+import { StatsWindow } from '../server/observability/stats-window.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { photo } from '../kit/zmq-clients.ts';
 
 let hub: HubProcess;
 

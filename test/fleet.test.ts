@@ -9,10 +9,10 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { HubClient } from '../client/index.ts';
 import type { ClassifyResult } from '../client/index.ts';
-import { largePhotos, startFleet, startFleetHub, stopFleet } from './support/fleet.ts';
-import type { FleetHub } from './support/fleet.ts';
-import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from './support/paths.ts';
-import { photo } from './support/zmq-clients.ts';
+import { largePhotos, startFleet, startFleetHub, stopFleet } from '../kit/fleet.ts';
+import type { FleetHub } from '../kit/fleet.ts';
+import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../kit/paths.ts';
+import { photo } from '../kit/zmq-clients.ts';
 
 const IMAGES = 90;
 const KILL_AFTER_MS = 3000;

@@ -11,11 +11,11 @@ import WebSocket from 'ws';
 import * as zmq from 'zeromq';
 import { percentile } from '../shared/stats.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
-import { launchChromium } from './support/browser.ts';
-import { codeOf, countBy, runClosedLoop } from './support/closed-loop.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from './support/zmq-clients.ts';
+import { launchChromium } from '../kit/browser.ts';
+import { codeOf, countBy, runClosedLoop } from '../kit/closed-loop.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from '../kit/zmq-clients.ts';
 
 /** One single-threaded worker, no solo mode: a steady, known service time. */
 const ONE_WORKER = ['--engine', 'onnx', '--workers', '1', '--threads-per-worker', '1', '--solo-threads', '0'];

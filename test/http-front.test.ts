@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Reply } from '../shared/protocol/classify.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from './support/zmq-clients.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from '../kit/zmq-clients.ts';
 
 let hub: HubProcess;
 

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { StormLedger } from '../bench/storm/ledger.ts';
-import { noBackoffClients } from '../bench/storm/zmq-attackers.ts';
+import { StormLedger } from '../kit/attackers/ledger.ts';
+import { noBackoffClients } from '../kit/attackers/zmq-attackers.ts';
 import { EXIT_FATAL } from '../server/last-resort.ts';
-import { startHub } from './support/hub-process.ts';
-import { payloadOf, photo } from './support/zmq-clients.ts';
+import { startHub } from '../kit/hub-process.ts';
+import { payloadOf, photo } from '../kit/zmq-clients.ts';
 
 const INJECTOR = ['--import', './test/support/inject-fault.mjs'];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

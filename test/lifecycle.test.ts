@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as zmq from 'zeromq';
-import { startHub } from './support/hub-process.ts';
-import { payloadOf, photo } from './support/zmq-clients.ts';
+import { startHub } from '../kit/hub-process.ts';
+import { payloadOf, photo } from '../kit/zmq-clients.ts';
 
 test('/readyz is 503 until every worker is warm, then 200', async () => {
   const hub = await startHub({ untilListening: true });

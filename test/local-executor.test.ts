@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { LocalExecutor } from '../server/executors/local-executor.ts';
 import type { BatchResult } from '../server/executors/executor.ts';
-import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
-import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
+import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';
-import { TEST_MODEL_DIR } from './support/paths.ts';
+import { TEST_MODEL_DIR } from '../kit/paths.ts';
 
 const MAX_BATCH = 4;
 const images = (seed: number, count: number): Uint8Array[] => {

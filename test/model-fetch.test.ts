@@ -11,19 +11,19 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
-import { partFileOf } from '../models/tools/fetch/download.ts';
-import { DownloadError } from '../models/tools/fetch/download-error.ts';
-import { backoffDelay } from '../models/tools/fetch/backoff.ts';
-import { parseContentRange } from '../models/tools/fetch/content-range.ts';
-import { cacheFileFor, downloadImagenetWeights, fetchImagenetWeights, KERAS_RESNET50_URL } from '../models/tools/fetch/keras-weights.ts';
-import { loadLayersModelFromStore, MANIFEST_JSON, readManifest, type ModelManifest } from '../models/tools/store.ts';
+import { partFileOf } from '../model-tools/fetch/download.ts';
+import { DownloadError } from '../model-tools/fetch/download-error.ts';
+import { backoffDelay } from '../model-tools/fetch/backoff.ts';
+import { parseContentRange } from '../model-tools/fetch/content-range.ts';
+import { cacheFileFor, downloadImagenetWeights, fetchImagenetWeights, KERAS_RESNET50_URL } from '../model-tools/fetch/keras-weights.ts';
+import { loadLayersModelFromStore, MANIFEST_JSON, readManifest, type ModelManifest } from '../model-store/store.ts';
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { ARCHITECTURES, buildResNet } from '../shared/model/resnet50.ts';
 import { ensureModel, fetchImagenetOrExplain } from '../server/model-bootstrap.ts';
 import { parseConfig } from '../server/config.ts';
 import { closedPort, seededBytes, startFileServer, type FileServer } from './support/file-server.ts';
 import { distinctValues, kerasLayersOf, PYTHON, writeKerasH5 } from './support/keras-h5.ts';
-import { REPO_ROOT } from './support/paths.ts';
+import { REPO_ROOT } from '../kit/paths.ts';
 import { BODY, BODY_MD5, FAST, md5, resetServer as resetFileServer, useFetchEnv } from './support/fetch-env.ts';
 
 /** Debian's Python (CI installs it with python3-h5py), as keras-h5.ts runs it. */
@@ -236,7 +236,7 @@ describe('npm start with no model', () => {
 
 describe('npm run model:fetch', () => {
   function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'models/tools/fetch-cli.ts', ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'model-tools/fetch-cli.ts', ...args], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -1,5 +1,5 @@
 /**
- * `npm run model:import`: Keras HDF5 weights → the model store (models/tools/keras/).
+ * `npm run model:import`: Keras HDF5 weights → the model store (model-tools/keras/).
  *
  * Files are written by h5py (test/support/keras_h5.py) the way Keras writes them, with known
  * weights; every weight is then found, by checksum, in its layer of the imported store. Bad
@@ -23,15 +23,15 @@ import type * as tfjs from '@tensorflow/tfjs';
 
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { RESNET50, TINY_RESNET, buildResNet } from '../shared/model/resnet50.ts';
-import { importKerasWeights, importKerasWeightsInWorker, KerasImportError } from '../models/tools/keras/import-weights.ts';
-import { legacyLayerNames } from '../models/tools/keras/legacy-names.ts';
-import { onnxStaleness } from '../models/tools/onnx-export.ts';
-import { loadLayersModelFromStore, readManifest } from '../models/tools/store.ts';
-import type { ModelManifest } from '../models/tools/store.ts';
+import { importKerasWeights, importKerasWeightsInWorker, KerasImportError } from '../model-tools/keras/import-weights.ts';
+import { legacyLayerNames } from '../model-tools/keras/legacy-names.ts';
+import { onnxStaleness } from '../model-tools/onnx-export.ts';
+import { loadLayersModelFromStore, readManifest } from '../model-store/store.ts';
+import type { ModelManifest } from '../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
-import { startHub } from './support/hub-process.ts';
+import { startHub } from '../kit/hub-process.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
-import type { HubProcess } from './support/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
 import {
   checksum,
   distinctValues,
@@ -42,7 +42,7 @@ import {
   writeKerasH5,
   type H5Layer,
 } from './support/keras-h5.ts';
-import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from './support/paths.ts';
+import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../kit/paths.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 const execFileAsync = promisify(execFile);
@@ -301,7 +301,7 @@ describe('refused files leave the existing store byte-identical', () => {
 describe('npm run model:import (the CLI)', () => {
   function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

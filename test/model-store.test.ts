@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
-import { loadLayersModelFromStore, readManifest, writeModelStore, type ManifestInput } from '../models/tools/store.ts';
+import { loadLayersModelFromStore, readManifest, writeModelStore, type ManifestInput } from '../model-store/store.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');
 
@@ -83,7 +83,7 @@ describe('store writes are atomic', () => {
     const code = `
       import { writeSync } from 'node:fs';
       import { loadTfjs } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'lib/tfjs-runtime.ts')).href)};
-      import { writeModelStore } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'models/tools/store.ts')).href)};
+      import { writeModelStore } from ${JSON.stringify(pathToFileURL(path.join(repoRoot, 'model-store/store.ts')).href)};
       const tf = await loadTfjs('cpu');
       const model = tf.sequential({ layers: [tf.layers.dense({ units: 1000, inputShape: [1100], kernelInitializer: 'ones' })] });
       const blocker = new Int32Array(new SharedArrayBuffer(4));

@@ -12,16 +12,16 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
-import { int8Staleness, readInt8Sidecar } from '../models/tools/onnx/quantize/int8-model.ts';
-import { DEFAULT_QUANTIZATION } from '../models/tools/onnx/quantize/quantize.ts';
-import { MANIFEST_JSON, readManifest } from '../models/tools/store.ts';
+import { int8Staleness, readInt8Sidecar } from '../model-tools/onnx/quantize/int8-model.ts';
+import { DEFAULT_QUANTIZATION } from '../model-tools/onnx/quantize/quantize.ts';
+import { MANIFEST_JSON, readManifest } from '../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
 import { writeSharperClassifierH5 } from './support/keras-h5.ts';
-import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from './support/paths.ts';
-import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
+import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../kit/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../kit/zmq-clients.ts';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -111,7 +111,7 @@ test('model:import into the store of a hub under load: every request answered on
   let report: StatusReport | undefined;
   try {
     const importing = sleep(1500).then(async () => {
-      const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', h5File, '--model-dir', store], { cwd: REPO_ROOT });
+      const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', h5File, '--model-dir', store], { cwd: REPO_ROOT });
       assert.match(stdout, /running hub|picks? (them|it) up/i, 'the tool says the running hub takes the new weights');
       report = await waitForSwapEnd(hub);
       await sleep(1500); // load on the new model too
@@ -200,7 +200,7 @@ test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 3
   const store = await copyOfTestStore('store-sigterm', TINY_MODEL_DIR);
   const hub = await startHub({ args: [...HUB_ARGS, '--model-dir', store, '--model-poll-ms', '0'] });
   // The new weights are put in place first; SIGHUP starts the swap, SIGTERM follows while it prepares.
-  await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
+  await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
   const inFlight = Array.from({ length: 6 }, (_, i) => dealerRequest(hub.zmq, payloadOf(photo('rocket'), { request_id: `f${i}` })));
   hub.child.kill('SIGHUP');
   let swapping = await status(hub);
@@ -223,7 +223,7 @@ test('a hub on int8: new weights get a new model.int8.onnx before the switch, an
     const old = expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
     assert.equal(old.model.precision, 'int8');
     assert.equal(old.model.sha256, before);
-    await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
+    await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
     hub.child.kill('SIGHUP');
     const report = await waitForSwapEnd(hub);
     const swap = report.model_swap!.history.at(-1)!;

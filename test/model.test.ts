@@ -16,8 +16,8 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { CAFFE_MEAN_BGR, INPUT_SIZE, toCaffeInput } from '../shared/caffe.ts';
 import { buildResNet50, RESNET50_PARAM_COUNT } from '../shared/model/resnet50.ts';
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
-import { DEFAULT_SEED, generateUntrainedModel, initialLayerWeights, type GenerateStage } from '../models/tools/generate.ts';
-import { Prng } from '../models/tools/prng.ts';
+import { DEFAULT_SEED, generateUntrainedModel, initialLayerWeights, type GenerateStage } from '../model-tools/generate.ts';
+import { Prng } from '../model-tools/prng.ts';
 import {
   loadLayersModelFromStore,
   ModelStoreError,
@@ -25,8 +25,8 @@ import {
   SHARD_BYTES,
   weightsSha256,
   type ModelManifest,
-} from '../models/tools/store.ts';
-import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+} from '../model-store/store.ts';
+import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';
 import { meanAndStd } from '../shared/stats.ts';
 
 type Tf = typeof import('@tensorflow/tfjs');

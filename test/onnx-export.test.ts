@@ -23,10 +23,10 @@ import {
   onnxIsCurrent,
   OnnxExportError,
   onnxStaleness,
-} from '../models/tools/onnx-export.ts';
-import { Prng } from '../models/tools/prng.ts';
-import { ModelStoreError, writeModelStore, type ManifestInput } from '../models/tools/store.ts';
-import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+} from '../model-tools/onnx-export.ts';
+import { Prng } from '../model-tools/prng.ts';
+import { ModelStoreError, writeModelStore, type ManifestInput } from '../model-store/store.ts';
+import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';
 import { toCaffeInput } from '../shared/caffe.ts';
 import { meanAndStd } from '../shared/stats.ts';
 

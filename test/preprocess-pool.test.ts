@@ -12,8 +12,8 @@ import { PreprocessPool } from '../server/preprocess/preprocess-pool.ts';
 import type { Preprocessed } from '../server/preprocess/preprocess-pool.ts';
 import { preprocessImage } from '../server/preprocess/preprocess-image.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
-import { createLogger } from '../server/log.ts';
-import { PHOTOS_DIR } from './support/paths.ts';
+import { createLogger } from '../lib/log.ts';
+import { PHOTOS_DIR } from '../kit/paths.ts';
 
 const SLOTS = 2;
 const MAX_PIXELS = 40_000_000;

@@ -14,23 +14,23 @@ import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
-import { importKerasWeightsInWorker } from '../models/tools/keras/import-weights.ts';
-import { foldBatchNorm } from '../models/tools/onnx/fold-batch-norm.ts';
-import { attrInt, attrInts, DataType, type Model } from '../models/tools/onnx/ir.ts';
-import { decodeModel, encodeModel } from '../models/tools/onnx/protobuf.ts';
-import type { FidelityReport } from '../models/tools/onnx/quantize/fidelity-schema.ts';
-import { ensureInt8Model, INT8_FILE, int8Staleness } from '../models/tools/onnx/quantize/int8-model.ts';
-import { quantizeQdq } from '../models/tools/onnx/quantize/qdq.ts';
-import { activationParams, quantizeBias, quantizeWeightsPerChannel, roundHalfEven } from '../models/tools/onnx/quantize/quant-params.ts';
-import { DEFAULT_QUANTIZATION } from '../models/tools/onnx/quantize/quantize.ts';
-import { RangeHistogram } from '../models/tools/onnx/quantize/range-histogram.ts';
-import { ensureOnnxModel } from '../models/tools/onnx-export.ts';
-import { loadLayersModelFromStore, readManifest } from '../models/tools/store.ts';
+import { importKerasWeightsInWorker } from '../model-tools/keras/import-weights.ts';
+import { foldBatchNorm } from '../model-tools/onnx/fold-batch-norm.ts';
+import { attrInt, attrInts, DataType, type Model } from '../model-tools/onnx/ir.ts';
+import { decodeModel, encodeModel } from '../model-tools/onnx/protobuf.ts';
+import type { FidelityReport } from '../model-store/fidelity-schema.ts';
+import { ensureInt8Model, INT8_FILE, int8Staleness } from '../model-tools/onnx/quantize/int8-model.ts';
+import { quantizeQdq } from '../model-tools/onnx/quantize/qdq.ts';
+import { activationParams, quantizeBias, quantizeWeightsPerChannel, roundHalfEven } from '../model-tools/onnx/quantize/quant-params.ts';
+import { DEFAULT_QUANTIZATION } from '../model-tools/onnx/quantize/quantize.ts';
+import { RangeHistogram } from '../model-tools/onnx/quantize/range-histogram.ts';
+import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
+import { loadLayersModelFromStore, readManifest } from '../model-store/store.ts';
 import type { ClassifyReply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
-import { startHub } from './support/hub-process.ts';
+import { startHub } from '../kit/hub-process.ts';
 import { kerasLayersOf, writeKerasH5 } from './support/keras-h5.ts';
-import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from './support/paths.ts';
+import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../kit/paths.ts';
 
 const execFileAsync = promisify(execFile);
 const temps: string[] = [];
@@ -324,7 +324,7 @@ describe('int8 model of a ResNet50 imported from a Keras .h5', () => {
     // Independent weights: another seed of the generator, written as Keras writes them (h5py).
     const work = await tempDir('keras');
     const generated = path.join(work, 'generated');
-    await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/generate-cli.ts', '--model-dir', generated, '--seed', '4242'], { cwd: REPO_ROOT });
+    await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/generate-cli.ts', '--model-dir', generated, '--seed', '4242'], { cwd: REPO_ROOT });
     const tf = await loadTfjs('cpu');
     const source = await loadLayersModelFromStore(tf, generated);
     let layers;

@@ -10,15 +10,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { percentile } from '../shared/stats.ts';
-import { readRssMiB } from '../bench/rss-sampler.ts';
-import { StormLedger } from '../bench/storm/ledger.ts';
-import { httpAborters, httpUploaders } from '../bench/storm/http-attackers.ts';
-import { noBackoffClients, pipelinedClients, vanishingClients } from '../bench/storm/zmq-attackers.ts';
-import { connectAndDrop, silentPeers } from '../bench/storm/ws-attackers.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { TINY_MODEL_DIR } from './support/paths.ts';
-import { dealerRequest, expectSuccess, photo } from './support/zmq-clients.ts';
+import { readRssMiB } from '../kit/rss-sampler.ts';
+import { StormLedger } from '../kit/attackers/ledger.ts';
+import { httpAborters, httpUploaders } from '../kit/attackers/http-attackers.ts';
+import { noBackoffClients, pipelinedClients, vanishingClients } from '../kit/attackers/zmq-attackers.ts';
+import { connectAndDrop, silentPeers } from '../kit/attackers/ws-attackers.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { TINY_MODEL_DIR } from '../kit/paths.ts';
+import { dealerRequest, expectSuccess, photo } from '../kit/zmq-clients.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** The scenario of the report that found EBUSY: two workers, a queue of 8, ONNX Runtime. */

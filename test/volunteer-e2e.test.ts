@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
-import { launchChromium } from './support/browser.ts';
+import { launchChromium } from '../kit/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from './support/volunteers.ts';
-import type { LaunchedBrowser } from './support/browser.ts';
-import { startHub } from './support/hub-process.ts';
-import { TINY_MODEL_DIR } from './support/paths.ts';
-import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
+import type { LaunchedBrowser } from '../kit/browser.ts';
+import { startHub } from '../kit/hub-process.ts';
+import { TINY_MODEL_DIR } from '../kit/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../kit/zmq-clients.ts';
 
 
 function sendAll(endpoint: string, bodies: string[], timeoutMs: number): Promise<Reply[]> {

@@ -11,8 +11,8 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { loadLayersModelFromStore, readManifest } from '../models/tools/store.ts';
-import { generateSyntheticImages } from '../models/tools/synthetic-images.ts';
+import { loadLayersModelFromStore, readManifest } from '../model-store/store.ts';
+import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';
 import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { MODEL_URL_PREFIX, WEB_APP_ROUTES, serveDirectory, serveModelStore } from '../server/front/static-files.ts';
 import type { GetHandler } from '../server/front/static-files.ts';
@@ -21,11 +21,11 @@ import { INPUT_VALUES_PER_IMAGE, toCaffeInput } from '../shared/caffe.ts';
 import { NUM_CLASSES, topK } from '../shared/labels.ts';
 import type { TopK } from '../shared/labels.ts';
 import { VOLUNTEER_PROTOCOL_VERSION, encodeJobFrame } from '../shared/protocol/volunteer.ts';
-import { launchChromium } from './support/browser.ts';
-import type { LaunchedBrowser, TrackedPage } from './support/browser.ts';
+import { launchChromium } from '../kit/browser.ts';
+import type { LaunchedBrowser, TrackedPage } from '../kit/browser.ts';
 import { TestHub, waitFor } from './support/fake-volunteer-hub.ts';
 import type { Of } from './support/fake-volunteer-hub.ts';
-import { REPO_ROOT } from './support/paths.ts';
+import { REPO_ROOT } from '../kit/paths.ts';
 
 const MODEL_DIR = `${REPO_ROOT}models/test-tiny`;
 const TOP_K = 5;
@@ -51,7 +51,7 @@ function splitImages(pixels: Uint8Array, count: number): Uint8Array[] {
 
 before(async () => {
   const manifest = await readManifest(MODEL_DIR);
-  assert.ok(manifest, `${MODEL_DIR} has no model; run: npx tsx models/tools/generate-cli.ts --architecture tiny-resnet --model-dir models/test-tiny`);
+  assert.ok(manifest, `${MODEL_DIR} has no model; run: npx tsx model-tools/generate-cli.ts --architecture tiny-resnet --model-dir models/test-tiny`);
   sha256 = manifest.weightsSha256;
 
   // The reference: TF.js on the CPU, on exactly the bytes the tab gets.

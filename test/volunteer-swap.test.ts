@@ -13,16 +13,16 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
-import { readManifest } from '../models/tools/store.ts';
+import { readManifest } from '../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
 import type { StatusReport } from '../shared/protocol/status.ts';
-import { launchChromium } from './support/browser.ts';
-import type { LaunchedBrowser } from './support/browser.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
+import { launchChromium } from '../kit/browser.ts';
+import type { LaunchedBrowser } from '../kit/browser.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
 import { writeSharperClassifierH5 } from './support/keras-h5.ts';
-import { REPO_ROOT, TINY_MODEL_DIR } from './support/paths.ts';
-import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from './support/zmq-clients.ts';
+import { REPO_ROOT, TINY_MODEL_DIR } from '../kit/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../kit/zmq-clients.ts';
 
 const execFileAsync = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -123,7 +123,7 @@ test('a tab connected during a swap fetches the new model and serves again; no o
     });
 
     await sleep(1000);
-    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'models/tools/import-cli.ts', h5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', h5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
     assert.match(stdout, /running hub/);
     const newSha = (await readManifest(store))!.weightsSha256;
     const swap = await waitFor('the swap', async () => (await status(hub)).model_swap?.history.find((s) => s.state === 'done' || s.state === 'failed'), 60_000);

@@ -7,14 +7,14 @@ import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import { ENGINE_NAMES } from '../server/engines/engine.ts';
 import type { EngineName } from '../server/engines/engine.ts';
-import { startHub } from './support/hub-process.ts';
-import type { HubProcess } from './support/hub-process.ts';
-import { dealerRequest, expectError, expectSuccess, payloadOf, photo, PHOTO_NAMES, reqRequest } from './support/zmq-clients.ts';
-import { crafted } from './support/bad-images.ts';
+import { startHub } from '../kit/hub-process.ts';
+import type { HubProcess } from '../kit/hub-process.ts';
+import { dealerRequest, expectError, expectSuccess, payloadOf, photo, PHOTO_NAMES, reqRequest } from '../kit/zmq-clients.ts';
+import { crafted } from '../kit/bad-images.ts';
 import { formatProbability } from '../shared/python-float.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { PHOTOS_DIR, REPO_ROOT } from './support/paths.ts';
+import { PHOTOS_DIR, REPO_ROOT } from '../kit/paths.ts';
 
 async function runPython(script: string, args: string[]): Promise<string> {
   const { stdout } = await promisify(execFile)('/usr/bin/python3', [script, ...args], { timeout: 90_000 });

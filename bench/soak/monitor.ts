@@ -3,7 +3,7 @@
  * threads of the same process, so it is all of the hub), the hub's own view from /api/status
  * (queue, requests by outcome, volunteers connected), and the soak's counts at that moment.
  */
-import { readRssMiB } from '../rss-sampler.ts';
+import { readRssMiB } from '../../kit/rss-sampler.ts';
 import { fetchStatus } from './hub-status.ts';
 import type { StatusSource } from './hub-status.ts';
 import type { LedgerCounts } from './ledger.ts';

@@ -8,7 +8,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { crafted } from '../../test/support/bad-images.ts';
+import { crafted } from '../../kit/bad-images.ts';
 import { REPO_ROOT } from '../model.ts';
 import { pickOne, pickWeighted } from './random.ts';
 import type { Random } from './random.ts';

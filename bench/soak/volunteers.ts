@@ -6,8 +6,8 @@
  * else. A tab is known to the hub by the id that appears in /api/status after it opens (one
  * action at a time, so the new id is the tab's).
  */
-import { launchChromium } from '../../test/support/browser.ts';
-import type { LaunchedBrowser, TrackedPage } from '../../test/support/browser.ts';
+import { launchChromium } from '../../kit/browser.ts';
+import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
 import { fetchStatus } from './hub-status.ts';
 import type { StatusSource } from './hub-status.ts';
 import type { Random } from './random.ts';

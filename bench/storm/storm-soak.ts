@@ -18,10 +18,10 @@ import { Monitor } from '../soak/monitor.ts';
 import { renderRssChart } from '../soak/rss-chart.ts';
 import * as zmq from 'zeromq';
 import { percentile } from '../../shared/stats.ts';
-import { StormLedger } from './ledger.ts';
-import { httpAborters, httpUploaders } from './http-attackers.ts';
-import { connectAndDrop, silentPeers } from './ws-attackers.ts';
-import { noBackoffClients, pipelinedClients, vanishingClients } from './zmq-attackers.ts';
+import { StormLedger } from '../../kit/attackers/ledger.ts';
+import { httpAborters, httpUploaders } from '../../kit/attackers/http-attackers.ts';
+import { connectAndDrop, silentPeers } from '../../kit/attackers/ws-attackers.ts';
+import { noBackoffClients, pipelinedClients, vanishingClients } from '../../kit/attackers/zmq-attackers.ts';
 
 const PHASE_S = 20;
 const REPLY_TIMEOUT_MS = 30_000;

@@ -2,7 +2,7 @@
  * ResNet50 through TensorFlow.js, on the tfjs-node (libtensorflow) or WebAssembly backend.
  */
 import type { Tensor } from '@tensorflow/tfjs';
-import { loadLayersModelFromStore } from '../../models/tools/store.ts';
+import { loadLayersModelFromStore } from '../../model-store/store.ts';
 import { INPUT_SIZE, toCaffeInput } from '../../shared/caffe.ts';
 import type { Engine, EngineOptions } from './engine.ts';
 import { loadTfjs } from '../../lib/tfjs-runtime.ts';

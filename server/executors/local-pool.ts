@@ -6,7 +6,7 @@ import type { EngineChoice } from '../config.ts';
 import type { EngineName } from '../engines/engine.ts';
 import { oversubscribes, resolveParallelism } from '../engines/parallelism.ts';
 import type { Parallelism, RequestedParallelism } from '../engines/parallelism.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { EngineTrial, LocalWorkerStatus } from '../../shared/protocol/status.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';

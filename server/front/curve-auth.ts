@@ -14,7 +14,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as zmq from 'zeromq';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../lib/log.ts';
 import { SocketWriter } from './socket-writer.ts';
 
 /** Where libzmq looks for the ZAP handler (RFC 27); one per context, and the hub uses the global one. */

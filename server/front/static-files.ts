@@ -15,7 +15,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { MANIFEST_JSON, MODEL_JSON, readManifest } from '../../models/tools/store.ts';
+import { MANIFEST_JSON, MODEL_JSON, readManifest } from '../../model-store/store.ts';
 import type { GetHandler } from './http-front.ts';
 
 export type { GetHandler };

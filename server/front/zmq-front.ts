@@ -12,8 +12,8 @@
 import * as zmq from 'zeromq';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { Reply } from '../../shared/protocol/classify.ts';
-import type { Hub } from '../hub.ts';
-import type { Logger } from '../log.ts';
+import type { Hub } from '../hub/hub.ts';
+import type { Logger } from '../../lib/log.ts';
 import { admitJson, maxJsonBytes, parseJsonRequest, peekRequestId, salvageRequestId } from './admission.ts';
 import type { AdmissionLimits } from './admission.ts';
 import { curvePublicKeyOf, CurveConfigError, DEFAULT_ZAP_DOMAIN, ZapAuthenticator } from './curve-auth.ts';

@@ -2,12 +2,12 @@
  * Wires model swaps into a running hub: a second pool of local workers for the new model, the
  * scheduler's switch, the volunteers told, the store watched, and the old pool retired.
  */
-import type { ModelManifest } from '../../models/tools/store.ts';
+import type { ModelManifest } from '../../model-store/store.ts';
 import type { ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { LocalPool } from '../executors/local-pool.ts';
-import type { VolunteerHub } from '../front/volunteer-socket.ts';
-import type { Logger } from '../log.ts';
+import type { VolunteerHub } from '../volunteers/volunteer-socket.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { defaultSwapMemoryLimitMiB } from './memory-limit.ts';
 import { ModelSwapper } from './model-swapper.ts';

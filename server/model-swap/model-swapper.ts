@@ -11,11 +11,11 @@
  * Requests that come during a swap are coalesced into one more swap after it.
  */
 import { EventEmitter } from 'node:events';
-import type { ModelManifest } from '../../models/tools/store.ts';
-import { readManifest } from '../../models/tools/store.ts';
+import type { ModelManifest } from '../../model-store/store.ts';
+import { readManifest } from '../../model-store/store.ts';
 import type { ModelInfo } from '../../shared/protocol/classify.ts';
 import type { ModelSwapRecord, ModelSwapStatus, SwapStep, SwapTrigger } from '../../shared/protocol/model-swap.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../lib/log.ts';
 
 /** One model's local workers, as the swapper starts and stops them. */
 export interface ServingModel {

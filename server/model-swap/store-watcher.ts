@@ -8,8 +8,8 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { MANIFEST_JSON, readManifest } from '../../models/tools/store.ts';
-import type { ModelManifest } from '../../models/tools/store.ts';
+import { MANIFEST_JSON, readManifest } from '../../model-store/store.ts';
+import type { ModelManifest } from '../../model-store/store.ts';
 
 export interface StoreWatcherOptions {
   modelDir: string;

@@ -6,7 +6,7 @@ import type { Worker } from 'node:worker_threads';
 // main thread, or terminating a worker that used it can crash the process (lovell/sharp#2263).
 import 'sharp';
 import { ServiceError } from '../../shared/protocol/errors.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../lib/log.ts';
 import type { PreprocessRequest, PreprocessResponse, PreprocessWorkerData } from './preprocess-protocol.ts';
 import { spawnWorker } from '../../lib/spawn-worker.ts';
 import { ImageSlots } from './image-slots.ts';

@@ -14,7 +14,7 @@ import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IConfigMap, IService } from 'kubernetes-models/v1';
-import { REPO_ROOT } from './paths.ts';
+import { REPO_ROOT } from '../../kit/paths.ts';
 
 export const KUBERNETES_DIR = path.join(REPO_ROOT, 'deploy/kubernetes');
 

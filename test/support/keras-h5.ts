@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { LayersModel } from '@tensorflow/tfjs';
 import { loadTfjs } from '../../lib/tfjs-runtime.ts';
-import { loadLayersModelFromStore } from '../../models/tools/store.ts';
+import { loadLayersModelFromStore } from '../../model-store/store.ts';
 
 const run = promisify(execFile);
 export const PYTHON = '/usr/bin/python3';
@@ -111,7 +111,7 @@ export function checksum(values: Float32Array): string {
 
 /**
  * The legacy name of a keras-applications ResNet layer, spelled out independently of
- * models/tools/keras/legacy-names.ts (which it is meant to check): `conv{S}_block{B}_{i}_{conv,bn}`
+ * model-tools/keras/legacy-names.ts (which it is meant to check): `conv{S}_block{B}_{i}_{conv,bn}`
  * → `{res,bn}{S}{letter B}_branch{1,2a,2b,2c}`.
  */
 export function legacyNameForTest(name: string): string {

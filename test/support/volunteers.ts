@@ -2,8 +2,8 @@
  * Volunteer tabs as the end-to-end tests see them: the hub's list of volunteers, waiting for a
  * condition, and opening a volunteer page that joins by itself.
  */
-import type { LaunchedBrowser, TrackedPage } from './browser.ts';
-import type { HubProcess } from './hub-process.ts';
+import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
+import type { HubProcess } from '../../kit/hub-process.ts';
 
 export interface VolunteerView {
   id: string;

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
-import { PHOTOS_DIR, REPO_ROOT } from '../paths.ts';
+import { PHOTOS_DIR, REPO_ROOT } from '../../../kit/paths.ts';
 import { IMAGE_OUTCOMES } from './cases.ts';
 import type { ImageCase, Outcome } from './cases.ts';
 import type { FuzzRng } from './rng.ts';

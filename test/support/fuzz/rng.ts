@@ -4,7 +4,7 @@
  * seed makes the same inputs on any machine, whatever order the generators are asked in.
  */
 import { randomInt } from 'node:crypto';
-import { Prng } from '../../../models/tools/prng.ts';
+import { Prng } from '../../../model-tools/prng.ts';
 
 /** The run's seed: FUZZ_SEED when set (an integer in [0, 2^32)), otherwise a random one. */
 export function fuzzSeed(env: NodeJS.ProcessEnv = process.env): number {

@@ -3,7 +3,7 @@
  * the weights the hub names, else downloaded once from the hub and saved for next time.
  *
  * The hub names the weights by the SHA-256 of their bytes: all weight shards listed in
- * model.json, concatenated in order (models/tools/store.ts weightsSha256()). The same hash is
+ * model.json, concatenated in order (model-store/store.ts weightsSha256()). The same hash is
  * computed here, with crypto.subtle, over what was downloaded or read back from IndexedDB, and
  * the model is used only when it matches.
  */

@@ -1,0 +1,89 @@
+/**
+ * One volunteer tab's connection as the hub holds it: its state, the close codes the hub
+ * uses, what status shows of it, and how messages reach it.
+ */
+import { WebSocket } from 'ws';
+import type { RawData } from 'ws';
+import type { HubMessage } from '../../shared/protocol/volunteer.ts';
+import type { VolunteerStatus } from '../../shared/protocol/status.ts';
+import type { VolunteerExecutor } from './volunteer-executor.ts';
+import type { Logger } from '../../lib/log.ts';
+
+/** Close codes the hub uses; 4000–4999 are the application's own. */
+export const CLOSE_BYE = 1000;
+export const CLOSE_STOP = 1001;
+export const CLOSE_VIOLATIONS = 1008;
+export const CLOSE_REFUSED = 4001;
+export const CLOSE_QUARANTINED_EARLY = 4002;
+export const CLOSE_MODEL_CHANGED = 4003;
+/** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
+export const CLOSE_WAIT_MS = 1000;
+
+export interface Connection {
+  id: string;
+  ws: WebSocket;
+  connectedAt: number;
+  /** performance.now() of the last frame from the tab: silence is measured on a monotonic clock. */
+  lastHeard: number;
+  userAgent: string | undefined;
+  violations: number;
+  executor?: VolunteerExecutor;
+  inScheduler: boolean;
+  finished: boolean;
+  closed: Promise<void>;
+}
+
+/** What /api/status and the dashboard show of one tab. */
+export function connectionStatus(connection: Connection): VolunteerStatus {
+  const executor = connection.executor;
+  const lastSeen = performance.timeOrigin + connection.lastHeard;
+  return {
+    id: connection.id,
+    kind: 'volunteer',
+    state: executor?.state ?? (connection.finished ? 'gone' : 'joining'),
+    backend: executor?.engine,
+    adapter: executor?.adapter,
+    user_agent: executor?.userAgent ?? connection.userAgent,
+    busy: executor?.busy ?? false,
+    per_image_ms: executor && round1(executor.perImageMs),
+    overhead_ms: executor && round1(executor.overheadMs),
+    max_batch: executor?.maxBatch,
+    jobs: executor?.jobsDone ?? 0,
+    images: executor?.imagesDone ?? 0,
+    failures: executor?.failures ?? 0,
+    violations: connection.violations,
+    connected_at: new Date(connection.connectedAt).toISOString(),
+    last_seen: new Date(lastSeen).toISOString(),
+    quarantine_reason: executor?.quarantineReason,
+  };
+}
+
+/** A JSON message to a tab; one that cannot be sent is logged at debug (the tab is going away). */
+export function sendMessage(connection: Connection, message: HubMessage, log: Logger): void {
+  if (connection.ws.readyState !== WebSocket.OPEN) return;
+  connection.ws.send(JSON.stringify(message), (error) => {
+    if (error) log.debug({ err: error, volunteer: connection.id, type: message.type }, 'send to volunteer failed');
+  });
+}
+
+/** A binary job frame to a tab; onError hears of a frame that did not go out. */
+export function sendJobFrame(connection: Connection, frame: Uint8Array, onError: (error: Error) => void): void {
+  if (connection.ws.readyState !== WebSocket.OPEN) {
+    onError(new Error('the connection is closed'));
+    return;
+  }
+  connection.ws.send(frame, { binary: true }, (error) => {
+    if (error) onError(error);
+  });
+}
+
+export function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}

@@ -1,8 +1,0 @@
-import { fileURLToPath } from 'node:url';
-
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** Generated once by `npm test`'s pretest step (seeded, untrained), shared by all test files. */
-export const TEST_MODEL_DIR = `${REPO_ROOT}models/test-resnet50`;
-export const PHOTOS_DIR = `${REPO_ROOT}test/fixtures/photos`;
-/** The same layer types at a fraction of the cost, for tests through slow paths (a software GPU). */
-export const TINY_MODEL_DIR = `${REPO_ROOT}models/test-tiny`;
