@@ -18,7 +18,6 @@ import { benchComparePrecision } from './compare-precision.ts';
 import { prepareModel } from './model.ts';
 import { createProgress } from './progress.ts';
 import { stopHubOnInterrupt } from './interrupt.ts';
-import type { Progress } from './progress.ts';
 import { bestCeiling, computeHeadline, formatHeadline, formatTable, writeResults } from './report.ts';
 import type { BenchResult, BenchStep } from './report.ts';
 import type { RssSummary } from '../kit/rss-sampler.ts';

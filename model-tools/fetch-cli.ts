@@ -16,13 +16,9 @@ import {
   DEFAULT_CACHE_DIR,
   fetchImagenetWeights,
   ImportError,
-  KERAS_RESNET50_MD5,
-  KERAS_RESNET50_URL,
-  MD5_PATTERN,
-  MODEL_MD5_ENV,
-  MODEL_URL_ENV,
   type FetchLog,
 } from './fetch/keras-weights.ts';
+import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../model-store/official-weights.ts';
 import { ARCHITECTURES, type ArchitectureName } from '../shared/model/resnet50.ts';
 import { DEFAULT_MODEL_DIR, ModelStoreError, readManifest, type ModelManifest } from '../model-store/store.ts';
 

@@ -11,7 +11,7 @@ import { Command, Option } from 'commander';
 import { ARCHITECTURES } from '../shared/model/resnet50.ts';
 import type { ArchitectureName } from '../shared/model/resnet50.ts';
 import { importKerasWeightsInWorker, KerasImportError } from './keras/import-weights.ts';
-import { createProgressBar } from './progress.ts';
+import { createProgressBar } from '../lib/progress.ts';
 import { DEFAULT_MODEL_DIR, readManifest } from '../model-store/store.ts';
 import type { ModelManifest } from '../model-store/store.ts';
 

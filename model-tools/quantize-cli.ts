@@ -11,7 +11,7 @@ import { formatReport } from './onnx/quantize/format-report.ts';
 import { quantizationSettingsSchema, type QuantizationSettings } from '../model-store/fidelity-schema.ts';
 import { ensureInt8Model } from './onnx/quantize/int8-model.ts';
 import { DEFAULT_QUANTIZATION } from './onnx/quantize/quantize.ts';
-import { createProgressBar } from './progress.ts';
+import { createProgressBar } from '../lib/progress.ts';
 import { DEFAULT_MODEL_DIR } from '../model-store/store.ts';
 
 function parsePercentile(value: string): number {

@@ -4,27 +4,9 @@
  * and answer health probes, and the memory tfjs and h5wasm take is returned when the thread ends.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ArchitectureName } from '../shared/model/resnet50.ts';
 import { generateUntrainedModel } from './generate.ts';
 import { importKerasWeights, KerasImportError } from './keras/import-weights.ts';
-import type { ModelManifest } from '../model-store/store.ts';
-
-export type ModelTask =
-  | { task: 'generate'; modelDir: string }
-  | {
-      task: 'import';
-      file: string;
-      modelDir: string;
-      source?: { url?: string; md5?: string };
-      architecture?: ArchitectureName;
-    };
-
-export type TaskWorkerMessage =
-  | { type: 'progress'; stage: string; done: number; total: number }
-  | { type: 'generated'; manifest: ModelManifest }
-  | { type: 'imported'; manifest: ModelManifest }
-  /** userError: a problem with the input (shown without a stack), not a bug. */
-  | { type: 'failed'; message: string; userError?: boolean; stack?: string };
+import type { ModelTask, TaskWorkerMessage } from './task-messages.ts';
 
 const port = parentPort!;
 const task = workerData as ModelTask;

@@ -4,10 +4,9 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { OFFLOAD_MODES } from './scheduler/scheduler.ts';
-import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../model-tools/fetch/keras-weights.ts';
+import { ENGINE_CHOICES } from './engines/engine.ts';
+import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../model-store/official-weights.ts';
 
-export const ENGINE_CHOICES = ['auto', 'tfjs-node', 'onnx', 'wasm'] as const;
-export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 export const PRECISION_CHOICES = ['fp32', 'int8'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 

@@ -19,7 +19,7 @@ import { nativeJpegDecoder } from './preprocess/native-jpeg-decoder.ts';
 import { ServiceError } from '../shared/protocol/errors.ts';
 import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
 import { createVerifier } from './scheduler/verifier.ts';
-import { attachVolunteerSocket } from './volunteers/volunteer-socket.ts';
+import { attachVolunteerSocket } from './volunteers/volunteer-registry.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
 import { WEB_DIST_DIR } from './web-build.ts';
 import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './observability/status.ts';

@@ -25,7 +25,7 @@ import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import { RESNET50, TINY_RESNET, buildResNet } from '../shared/model/resnet50.ts';
 import { importKerasWeights, importKerasWeightsInWorker, KerasImportError } from '../model-tools/keras/import-weights.ts';
 import { legacyLayerNames } from '../model-tools/keras/legacy-names.ts';
-import { onnxStaleness } from '../model-tools/onnx-export.ts';
+import { onnxStaleness } from '../model-store/derived-files.ts';
 import { loadLayersModelFromStore, readManifest } from '../model-store/store.ts';
 import type { ModelManifest } from '../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';

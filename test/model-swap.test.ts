@@ -12,7 +12,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as zmq from 'zeromq';
-import { int8Staleness, readInt8Sidecar } from '../model-tools/onnx/quantize/int8-model.ts';
+import { int8Staleness, readInt8Sidecar } from '../model-store/derived-files.ts';
+import { int8Key } from '../model-tools/onnx/quantize/int8-model.ts';
 import { DEFAULT_QUANTIZATION } from '../model-tools/onnx/quantize/quantize.ts';
 import { MANIFEST_JSON, readManifest } from '../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../shared/protocol/classify.ts';
@@ -232,7 +233,7 @@ test('a hub on int8: new weights get a new model.int8.onnx before the switch, an
     assert.notEqual(newSha, before);
     const sidecar = await readInt8Sidecar(store);
     assert.equal(sidecar?.weightsSha256, newSha, 'the int8 file was re-made from the new weights');
-    assert.equal(await int8Staleness(store, DEFAULT_QUANTIZATION), null, 'and it is current');
+    assert.equal(await int8Staleness(store, await int8Key(DEFAULT_QUANTIZATION)), null, 'and it is current');
     assert.equal(report.model.int8_fidelity?.pooled_sqnr_db, sidecar?.report.pooled_sqnr_db, '/api/status shows the new model\'s fidelity');
     const fresh = expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
     assert.equal(fresh.model.precision, 'int8');

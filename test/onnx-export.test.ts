@@ -16,14 +16,11 @@ import { loadTfjs } from '../lib/tfjs-runtime.ts';
 import {
   ensureOnnxModel,
   exportOnnx,
-  ONNX_EXPORTER,
-  ONNX_FILE,
   ONNX_OPSET,
-  ONNX_SIDECAR,
   onnxIsCurrent,
   OnnxExportError,
-  onnxStaleness,
 } from '../model-tools/onnx-export.ts';
+import { ONNX_EXPORTER, ONNX_FILE, ONNX_SIDECAR, onnxStaleness } from '../model-store/derived-files.ts';
 import { Prng } from '../model-tools/prng.ts';
 import { ModelStoreError, writeModelStore, type ManifestInput } from '../model-store/store.ts';
 import { generateSyntheticImages } from '../model-tools/synthetic-images.ts';

@@ -15,9 +15,6 @@ import { TINY_MODEL_DIR } from '../kit/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../kit/zmq-clients.ts';
 
 
-function sendAll(endpoint: string, bodies: string[], timeoutMs: number): Promise<Reply[]> {
-  return Promise.all(bodies.map(async (body) => (await dealerRequest(endpoint, body, timeoutMs)).reply));
-}
 
 const images = PHOTO_NAMES.slice(0, 4).map((name) => photo(name));
 

@@ -14,8 +14,8 @@ import type { ClientOptions, RawData } from 'ws';
 import { INPUT_SIZE } from '../shared/caffe.ts';
 import { MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, decodeJobFrame } from '../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame } from '../shared/protocol/volunteer.ts';
-import { attachVolunteerSocket } from '../server/volunteers/volunteer-socket.ts';
-import type { VolunteerHub, VolunteerSocketOptions } from '../server/volunteers/volunteer-socket.ts';
+import { attachVolunteerSocket } from '../server/volunteers/volunteer-registry.ts';
+import type { VolunteerRegistry, VolunteerSocketOptions } from '../server/volunteers/volunteer-registry.ts';
 import type { UpgradeHandler } from '../server/front/http-front.ts';
 import { createLogger } from '../lib/log.ts';
 import { Job } from '../server/scheduler/job.ts';
@@ -33,7 +33,7 @@ interface TestHub {
   url: string;
   port: number;
   scheduler: Scheduler;
-  volunteers: VolunteerHub;
+  volunteers: VolunteerRegistry;
 }
 
 async function startTestHub(t: TestContext, overrides: Partial<VolunteerSocketOptions> = {}): Promise<TestHub> {

@@ -6,8 +6,7 @@
  */
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { ENGINE_CHOICES } from '../../server/config.ts';
-import type { EngineChoice } from '../../server/config.ts';
+import { ENGINE_CHOICES, type EngineChoice } from '../../server/engines/engine.ts';
 import { flagValue, intRange, nonNegative, positive } from '../cli.ts';
 import { REPO_ROOT } from '../model.ts';
 

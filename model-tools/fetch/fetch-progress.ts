@@ -4,7 +4,7 @@
  * stage's start, and every 10% of the download) for where no bar is drawn: logs, CI, the
  * hub's JSON log.
  */
-import { createProgressBar } from '../progress.ts';
+import { createProgressBar } from '../../lib/progress.ts';
 
 const MiB = 1024 * 1024;
 

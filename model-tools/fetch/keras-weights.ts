@@ -1,27 +1,19 @@
 /**
- * The official keras-applications ResNet50 ImageNet weights: where they are, how to check
- * them, and fetchImagenetWeights(), which downloads them into a cache (or reuses a verified
- * cached copy) and imports them into a model store. The store is replaced only by a complete
+ * fetchImagenetWeights(): downloads the official ResNet50 ImageNet weights (where they are and
+ * how to check them: model-store/official-weights.ts) into a cache, or reuses a verified cached
+ * copy, and imports them into a model store. The store is replaced only by a complete
  * import (store.ts swaps folders), so any failure here leaves the existing store untouched.
  */
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelManifest } from '../../model-store/store.ts';
+import { KERAS_RESNET50_FILE, KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN } from '../../model-store/official-weights.ts';
 import { downloadFile, type DownloadEvent, type DownloadResult } from './download.ts';
 import { fileMd5 } from './file-md5.ts';
 
-export const KERAS_RESNET50_URL =
-  'https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5';
-export const KERAS_RESNET50_MD5 = '2cb95161c43110f7111970584f804107';
-export const KERAS_RESNET50_FILE = 'resnet50_weights_tf_dim_ordering_tf_kernels.h5';
-/** models/cache/ in this repo (git-ignored, like every folder under models/ but tools/). */
+/** models/cache/ in this repo (git-ignored, like every folder under models/ but calibration/). */
 export const DEFAULT_CACHE_DIR = fileURLToPath(new URL('../../models/cache/', import.meta.url));
-/** Overrides for mirrors and tests, read by the fetch CLI and the hub alike. */
-export const MODEL_URL_ENV = 'HUB_MODEL_URL';
-export const MODEL_MD5_ENV = 'HUB_MODEL_MD5';
-
-export const MD5_PATTERN = /^[0-9a-fA-F]{32}$/;
 
 /** What fetchImagenetWeights logs with; a pino Logger fits. */
 export interface FetchLog {

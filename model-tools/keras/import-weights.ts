@@ -31,7 +31,7 @@ import type { ArchitectureName } from '../../shared/model/resnet50.ts';
 import { ensureOnnxModel } from '../onnx-export.ts';
 import { writeModelStore } from '../../model-store/store.ts';
 import type { ModelManifest } from '../../model-store/store.ts';
-import type { ModelTask, TaskWorkerMessage } from '../task-worker.ts';
+import type { ModelTask, TaskWorkerMessage } from '../task-messages.ts';
 import { KerasImportError } from './errors.ts';
 import { fileDigests } from './file-digests.ts';
 import { checkHdf5File } from './hdf5-header.ts';

@@ -7,7 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 import { loadTfjs } from '../../lib/tfjs-runtime.ts';
 import { loadLayersModelFromStore, MANIFEST_JSON, ModelStoreError, readManifest } from '../../model-store/store.ts';
-import { buildOnnxGraph, ONNX_FILE, writeOnnx, type ExportWorkerResult } from './export.ts';
+import { ONNX_FILE } from '../../model-store/derived-files.ts';
+import { buildOnnxGraph, writeOnnx, type ExportWorkerResult } from './export.ts';
 import type { Model } from './ir.ts';
 
 async function run(modelDir: string): Promise<ExportWorkerResult> {

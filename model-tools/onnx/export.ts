@@ -7,7 +7,6 @@
  * never served.
  */
 import path from 'node:path';
-import { z } from 'zod';
 import type { LayersModel } from '@tensorflow/tfjs';
 
 import { runWorkerTask } from '../../lib/worker-task.ts';
@@ -15,22 +14,10 @@ import { MANIFEST_JSON, ModelStoreError, readManifest } from '../../model-store/
 import { foldBatchNorm } from './fold-batch-norm.ts';
 import { roundConstantsToFloat32 } from './float32-constants.ts';
 import type { Model } from './ir.ts';
-import { layersToGraph, ONNX_EXPORTER, ONNX_OPSET, type BuildOptions } from './layers-to-graph.ts';
+import { layersToGraph, ONNX_OPSET, type BuildOptions } from './layers-to-graph.ts';
 import { encodeModel } from './protobuf.ts';
-import { fileSize, readSidecar, writeWithSidecar } from '../../model-store/sidecar.ts';
-
-export const ONNX_FILE = 'model.onnx';
-export const ONNX_SIDECAR = 'model.onnx.json';
-
-const sidecarSchema = z.object({
-  weightsSha256: z.string(),
-  exporter: z.string(),
-  opset: z.number().int(),
-  createdAt: z.string(),
-  /** Size of the .onnx file it describes: a replaced or truncated file no longer matches. */
-  bytes: z.number().int().nonnegative(),
-});
-export type OnnxSidecar = z.infer<typeof sidecarSchema>;
+import { writeWithSidecar } from '../../model-store/sidecar.ts';
+import { ONNX_EXPORTER, ONNX_FILE, onnxStaleness, type OnnxSidecar } from '../../model-store/derived-files.ts';
 
 export interface OnnxExportResult {
   path: string;
@@ -60,21 +47,6 @@ export async function writeOnnx(graph: Model, outFile: string, weightsSha256: st
  */
 export async function exportOnnx(model: LayersModel, outFile: string, options: BuildOptions): Promise<OnnxExportResult> {
   return writeOnnx(buildOnnxGraph(model, options), outFile, options.weightsSha256);
-}
-
-/** Why the store's model.onnx cannot be used as is, or null when it is current. */
-export async function onnxStaleness(modelDir: string): Promise<string | null> {
-  const manifest = await readManifest(modelDir);
-  if (!manifest) return `no ${MANIFEST_JSON} in ${modelDir}`;
-  const file = path.join(modelDir, ONNX_FILE);
-  const size = await fileSize(file);
-  if (size === null) return `${ONNX_FILE} is missing`;
-  const sidecar = await readSidecar(file, sidecarSchema);
-  if (!sidecar) return `${ONNX_SIDECAR} is missing or invalid`;
-  if (sidecar.weightsSha256 !== manifest.weightsSha256) return `${ONNX_FILE} was exported from other weights (${sidecar.weightsSha256.slice(0, 12)}…, the store has ${manifest.weightsSha256.slice(0, 12)}…)`;
-  if (sidecar.exporter !== ONNX_EXPORTER) return `${ONNX_FILE} was made by '${sidecar.exporter}', not the current '${ONNX_EXPORTER}'`;
-  if (sidecar.bytes !== size) return `${ONNX_FILE} is ${size} bytes, its sidecar says ${sidecar.bytes}`;
-  return null;
 }
 
 export async function onnxIsCurrent(modelDir: string): Promise<boolean> {

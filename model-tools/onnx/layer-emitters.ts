@@ -19,7 +19,7 @@ import {
   type Layer,
   type Step,
 } from './keras-graph.ts';
-import type { Translation } from './layers-to-graph.ts';
+import type { Translation } from './translation.ts';
 import { samePadding, zeroPaddingMask } from './padding.ts';
 
 type Emitter = (t: Translation, step: Step) => void;

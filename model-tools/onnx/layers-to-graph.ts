@@ -11,59 +11,20 @@
 import os from 'node:os';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
 
+import { ONNX_EXPORTER, ONNX_INPUT, ONNX_OUTPUT } from '../../model-store/derived-files.ts';
 import { GraphBuilder } from './graph-builder.ts';
 import { attrInts, DataType, type Model, type ValueInfo } from './ir.ts';
 import { isIdentityLayer, OnnxExportError, tensorKey, topologicalSteps, type Step } from './keras-graph.ts';
 import { EMITTERS } from './layer-emitters.ts';
+import type { Translation, Value } from './translation.ts';
 
 /** Opset 13: every op used here exists in it unchanged since, and onnxruntime optimises it fully. */
 export const ONNX_OPSET = 13;
 /** The IR version that goes with opset 13 (ONNX 1.8). */
 export const ONNX_IR_VERSION = 7;
-/**
- * Recorded in the sidecar; bump it whenever the exporter's output changes, so that every
- * existing model.onnx is re-exported.
- */
-export const ONNX_EXPORTER = 'resnet-hub onnx-export v1';
-export const ONNX_INPUT = 'input';
-export const ONNX_OUTPUT = 'probabilities';
 
 export interface BuildOptions {
   weightsSha256: string;
-}
-
-/** What a Keras tensor is in the ONNX graph. */
-export interface Value {
-  /** ONNX tensor name. Rank-4 tensors are NCHW there, everything else as in Keras. */
-  name: string;
-  /** Keras (NHWC) shape, batch first, null where unknown. */
-  shape: Array<number | null>;
-  /**
-   * Zero padding [top, left, bottom, right] not applied yet: a ZeroPadding2D whose only consumer
-   * is a Conv2D or MaxPooling2D, which takes it into its own padding.
-   */
-  pendingPads?: [number, number, number, number];
-  /** Known to be ≥ 0 (or NaN) everywhere, e.g. a ReLU output. */
-  nonNegative?: boolean;
-}
-
-/** What a layer's emitter may use: the graph so far and the Keras graph around its layer. */
-export interface Translation {
-  readonly g: GraphBuilder;
-  /** The ONNX value of an input that may still carry deferred padding (Conv2D, MaxPooling2D). */
-  valueOf(step: Step, t: SymbolicTensor): Value;
-  /** A materialised input (no pending padding), for every other layer. */
-  plainInput(step: Step, t: SymbolicTensor): Value;
-  outName(step: Step, index?: number): string;
-  define(t: SymbolicTensor, value: Value): void;
-  /** The one layer reading `t` (never when `t` is the model output), else undefined. */
-  soleConsumer(t: SymbolicTensor): Step | undefined;
-  /**
-   * The layer that really reads `t`, looking through identity layers (which emit no node): what
-   * onnxruntime sees once it has removed no-op nodes, which is what its fusions match on.
-   */
-  effectiveConsumer(t: SymbolicTensor): Step | undefined;
-  readonly inputShape: Array<number | null>;
 }
 
 export function valueInfo(name: string, shape: Array<number | null>): ValueInfo {

@@ -6,6 +6,9 @@ import type { Precision } from '../../shared/protocol/classify.ts';
 
 export const ENGINE_NAMES = ['tfjs-node', 'onnx', 'wasm'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
+/** What --engine takes: one engine, or `auto`, which times each that loads and keeps the fastest. */
+export const ENGINE_CHOICES = ['auto', ...ENGINE_NAMES] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 
 export interface EngineOptions {
   /** The model store (model.json + shards, manifest.json, model.onnx, model.int8.onnx). */

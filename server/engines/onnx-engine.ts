@@ -2,15 +2,15 @@
  * ResNet50 through onnxruntime-node (CPU execution provider), from the store's model.onnx.
  *
  * The ONNX file is made by model-tools/onnx-export.ts; the hub runs `ensureOnnxModel` before
- * starting workers, so an engine only ever checks that the file is current and refuses if not
+ * starting workers, so an engine only ever checks that the file is current
+ * (model-store/derived-files.ts) and refuses if not
  * (exporting here would have every worker thread export the same 100 MB file at once).
  * With precision int8 it serves model.int8.onnx (ensured by `ensureInt8Model`), and computes
  * the batches that verify a volunteer on model.onnx, in a session made on first use: volunteers
  * run fp32, so they are judged against fp32.
  */
 import * as ort from 'onnxruntime-node';
-import { ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, onnxStaleness } from '../../model-tools/onnx-export.ts';
-import { INT8_FILE, int8Staleness } from '../../model-tools/onnx/quantize/int8-model.ts';
+import { INT8_FILE, int8Staleness, ONNX_FILE, ONNX_INPUT, ONNX_OUTPUT, onnxStaleness } from '../../model-store/derived-files.ts';
 import { INPUT_CHANNELS, INPUT_SIZE, INPUT_VALUES_PER_IMAGE, toCaffeInput } from '../../shared/caffe.ts';
 import { NUM_CLASSES } from '../../shared/labels.ts';
 import type { Engine, EngineOptions } from './engine.ts';

@@ -37,6 +37,14 @@ export interface Executor {
   onAvailabilityChange(listener: () => void): void;
 }
 
+/** Where a pool puts the executors it starts, and how busy it is: the scheduler, as seen from below. */
+export interface ExecutorRegistry {
+  addExecutor(executor: Executor): void;
+  removeExecutor(executor: Executor): void;
+  /** Jobs waiting for an executor. */
+  readonly queueDepth: number;
+}
+
 export function describeExecutor(executor: Executor): ExecutorInfo {
   return { kind: executor.kind, id: executor.id, engine: executor.engine };
 }

@@ -2,13 +2,12 @@
  * The hub's own inference worker threads: picks the engine (by measurement, for `auto`),
  * starts the workers, hands each to the scheduler once warm, and replaces one that dies.
  */
-import type { EngineChoice } from '../config.ts';
-import type { EngineName } from '../engines/engine.ts';
+import type { EngineChoice, EngineName } from '../engines/engine.ts';
 import { oversubscribes, resolveParallelism } from '../engines/parallelism.ts';
 import type { Parallelism, RequestedParallelism } from '../engines/parallelism.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { EngineTrial, LocalWorkerStatus } from '../../shared/protocol/status.ts';
-import type { Scheduler } from '../scheduler/scheduler.ts';
+import type { ExecutorRegistry } from './executor.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';
 import { LocalExecutor } from './local-executor.ts';
 
@@ -44,7 +43,7 @@ export class LocalPool {
   parallelism: Parallelism | undefined;
 
   constructor(
-    private readonly scheduler: Scheduler,
+    private readonly scheduler: ExecutorRegistry,
     private readonly options: LocalPoolOptions,
     private readonly log: Logger,
   ) {}

@@ -5,14 +5,8 @@
 import { DEFAULT_TOP } from '../../shared/labels.ts';
 import { ClassifyRequestSchema } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
+import type { AdmittedRequest } from '../hub/admitted-request.ts';
 
-export interface AdmittedRequest {
-  image: Uint8Array;
-  top: number;
-  requestId?: string;
-  deadlineMs?: number;
-  offload: boolean;
-}
 
 export interface AdmissionLimits {
   maxImageBytes: number;

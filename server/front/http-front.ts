@@ -13,7 +13,8 @@ import type { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../../lib/log.ts';
 import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
-import type { AdmissionLimits, AdmittedRequest } from './admission.ts';
+import type { AdmissionLimits } from './admission.ts';
+import type { AdmittedRequest } from '../hub/admitted-request.ts';
 import { ClientGoneError, discardBody, readBody, readMultipartFile } from './http-body.ts';
 import { presentsToken, tokenDigest } from './upgrade-guard.ts';
 

@@ -7,7 +7,7 @@ import { predsString, toPredictions } from '../../shared/labels.ts';
 import type { ClassifyReply, ErrorReply, HubInfo, ModelInfo, Reply } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { ErrorCode } from '../../shared/protocol/errors.ts';
-import type { AdmittedRequest } from '../front/admission.ts';
+import type { AdmittedRequest } from './admitted-request.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Preprocessed, PreprocessPool } from '../preprocess/preprocess-pool.ts';
 import { Job } from '../scheduler/job.ts';

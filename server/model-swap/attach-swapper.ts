@@ -6,7 +6,7 @@ import type { ModelManifest } from '../../model-store/store.ts';
 import type { ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { LocalPool } from '../executors/local-pool.ts';
-import type { VolunteerHub } from '../volunteers/volunteer-socket.ts';
+import type { VolunteerRegistry } from '../volunteers/volunteer-registry.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { defaultSwapMemoryLimitMiB } from './memory-limit.ts';
@@ -19,7 +19,7 @@ export interface SwapWiring {
   modelDir: string;
   log: Logger;
   scheduler: Scheduler;
-  volunteers: VolunteerHub;
+  volunteers: VolunteerRegistry;
   /** The pool serving now; replaced at each switch. */
   pools: { current: LocalPool };
   /** A pool for the given weights; the n-th swap numbers its workers after the ones before. */

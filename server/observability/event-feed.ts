@@ -13,7 +13,7 @@ import { describeExecutor } from '../executors/executor.ts';
 import type { Hub, RequestIds } from '../hub/hub.ts';
 import type { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
-import type { VolunteerHub } from '../volunteers/volunteer-socket.ts';
+import type { VolunteerRegistry } from '../volunteers/volunteer-registry.ts';
 import type { ModelSwapper } from '../model-swap/model-swapper.ts';
 import type { ModelSwapRecord } from '../../shared/protocol/model-swap.ts';
 import { StatsWindow } from './stats-window.ts';
@@ -23,7 +23,7 @@ import type { Logger } from '../../lib/log.ts';
 export interface EventFeedSources {
   hub: Hub;
   scheduler: Scheduler;
-  volunteers: VolunteerHub;
+  volunteers: VolunteerRegistry;
   /** Model swaps, each step of one as it happens. */
   swaps?: ModelSwapper;
   status: () => StatusReport;

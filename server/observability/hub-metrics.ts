@@ -11,7 +11,7 @@ import type { StatusReport } from '../../shared/protocol/status.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { CurveCounts } from '../front/curve-auth.ts';
 import type { DropReason } from '../front/socket-writer.ts';
-import type { VolunteerHub } from '../volunteers/volunteer-socket.ts';
+import type { VolunteerRegistry } from '../volunteers/volunteer-registry.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
@@ -21,7 +21,7 @@ import type { Logger } from '../../lib/log.ts';
 export interface MetricsSources {
   hub: Hub;
   scheduler: Scheduler;
-  volunteers: VolunteerHub;
+  volunteers: VolunteerRegistry;
   status: () => StatusReport;
   log: Logger;
   /** ZeroMQ CURVE handshakes accepted and refused (by reason), when CURVE is on. */

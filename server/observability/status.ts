@@ -5,10 +5,10 @@
 import type { Hub } from '../hub/hub.ts';
 import type { LocalPool } from '../executors/local-pool.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
-import type { VolunteerHub } from '../volunteers/volunteer-socket.ts';
+import type { VolunteerRegistry } from '../volunteers/volunteer-registry.ts';
 import { UNTRAINED_WARNING } from '../../shared/protocol/status.ts';
 import type { Int8FidelitySummary, StatusReport } from '../../shared/protocol/status.ts';
-import { readInt8Sidecar } from '../../model-tools/onnx/quantize/int8-model.ts';
+import { readInt8Sidecar } from '../../model-store/derived-files.ts';
 
 export { UNTRAINED_WARNING };
 
@@ -26,7 +26,7 @@ export function withInt8Fidelity(status: StatusReport, fidelity: Int8FidelitySum
 
 const startedAt = Date.now();
 
-export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool, volunteers: VolunteerHub): StatusReport {
+export function buildStatus(hub: Hub, scheduler: Scheduler, pool: LocalPool, volunteers: VolunteerRegistry): StatusReport {
   const model = hub.model.weights === 'untrained' ? { ...hub.model, warning: UNTRAINED_WARNING } : hub.model;
   return {
     hub: hub.identity,

@@ -49,7 +49,7 @@ export interface VolunteerSocketOptions {
   failureRestMs?: number;
 }
 
-export interface VolunteerHubEvents {
+export interface VolunteerRegistryEvents {
   joined: [volunteer: VolunteerStatus];
   left: [volunteer: VolunteerStatus, reason: string];
   quarantined: [volunteer: VolunteerStatus, reason: string];

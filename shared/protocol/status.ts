@@ -60,7 +60,7 @@ export type ExecutorStatus = LocalWorkerStatus | VolunteerStatus;
 
 export type UpgradeRefusal = 'origin' | 'token' | 'capacity' | 'stopping';
 
-export interface VolunteerHubStats {
+export interface VolunteerRegistryStats {
   connected: number;
   joined_total: number;
   dropped_total: number;
@@ -90,7 +90,7 @@ export interface StatusReport {
   executors: LocalWorkerStatus[];
   engine: { chosen: string | undefined; workers?: number; threads_per_worker?: number; trials: EngineTrial[] };
   volunteers: VolunteerStatus[];
-  volunteer_stats: VolunteerHubStats;
+  volunteer_stats: VolunteerRegistryStats;
   queue: { depth: number; running: number };
   /** Replies so far by outcome: `ok` or an error code. */
   requests: Record<string, number>;

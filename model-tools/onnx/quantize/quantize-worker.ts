@@ -7,13 +7,12 @@ import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { MANIFEST_JSON, ModelStoreError, readManifest, recordInt8InManifest } from '../../../model-store/store.ts';
-import { ONNX_FILE, onnxStaleness } from '../export.ts';
-import { ONNX_EXPORTER } from '../layers-to-graph.ts';
+import { INT8_FILE, ONNX_EXPORTER, ONNX_FILE, onnxStaleness, QUANTIZER_VERSION, type Int8Sidecar } from '../../../model-store/derived-files.ts';
 import { decodeModel } from '../protobuf.ts';
 import { writeWithSidecar } from '../../../model-store/sidecar.ts';
 import type { QuantizationSettings } from '../../../model-store/fidelity-schema.ts';
-import { INT8_FILE, int8Key, type Int8Sidecar, type QuantizeWorkerMessage } from './int8-model.ts';
-import { QUANTIZER_VERSION, quantizeModel } from './quantize.ts';
+import { int8Key, type QuantizeWorkerMessage } from './int8-model.ts';
+import { quantizeModel } from './quantize.ts';
 
 const port = parentPort!;
 const post = (message: QuantizeWorkerMessage) => port.postMessage(message);

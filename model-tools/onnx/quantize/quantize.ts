@@ -10,8 +10,6 @@ import { classifierTensors, measureFidelity } from './fidelity.ts';
 import type { FidelityReport, QuantizationSettings } from '../../../model-store/fidelity-schema.ts';
 import { quantizeQdq } from './qdq.ts';
 
-/** Bump whenever the quantizer's output changes for the same settings: every int8 file is re-made. */
-export const QUANTIZER_VERSION = 'resnet-hub quantize v2';
 
 /**
  * Measured on this project's ResNet50 (see README, "int8"): u8 activations run ~2× faster than

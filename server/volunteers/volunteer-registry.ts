@@ -1,5 +1,6 @@
 /**
- * The hub's end of `/ws/volunteer`. Admits a tab at the HTTP upgrade (Origin, token), greets
+ * The registry of volunteer tabs: who is connected, in which state, and the hub's end of
+ * `/ws/volunteer` through which they come. Admits a tab at the HTTP upgrade (Origin, token), greets
  * it, turns it into a VolunteerExecutor once it says hello with the right model, routes its
  * answers, drops it when it falls silent, and takes whatever a hostile or broken tab sends
  * without harm to the hub: refused, counted, logged, never thrown.
@@ -10,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, VolunteerMessageSchema } from '../../shared/protocol/volunteer.ts';
-import type { UpgradeRefusal, VolunteerHubStats, VolunteerStatus } from '../../shared/protocol/status.ts';
+import type { UpgradeRefusal, VolunteerRegistryStats, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { VolunteerExecutor } from './volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -30,22 +31,22 @@ import {
 } from './volunteer-connection.ts';
 import type { Connection } from './volunteer-connection.ts';
 import { volunteerSettings } from './volunteer-options.ts';
-import type { VolunteerHubEvents, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
+import type { VolunteerRegistryEvents, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
 
-export type { VolunteerHubEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
+export type { VolunteerRegistryEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
 
-/** Attaches the volunteer WebSocket to the HTTP front; the returned hub is the hub's handle on volunteers. */
-export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerHub {
-  const hub = new VolunteerHub(options);
-  options.onUpgrade(options.path ?? VOLUNTEER_PATH, (request, socket, head) => hub.handleUpgrade(request, socket, head));
-  return hub;
+/** Attaches the volunteer WebSocket to the HTTP front; the returned registry is the hub's handle on volunteers. */
+export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerRegistry {
+  const registry = new VolunteerRegistry(options);
+  options.onUpgrade(options.path ?? VOLUNTEER_PATH, (request, socket, head) => registry.handleUpgrade(request, socket, head));
+  return registry;
 }
 
-export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
+export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
   private readonly connections = new Map<string, Connection>();
   private readonly wss: WebSocketServer;
   private readonly heartbeatTimer: NodeJS.Timeout;
@@ -105,7 +106,7 @@ export class VolunteerHub extends EventEmitter<VolunteerHubEvents> {
     return [...[...this.connections.values()].map(connectionStatus), ...this.quarantinedGone];
   }
 
-  stats(): VolunteerHubStats {
+  stats(): VolunteerRegistryStats {
     return {
       connected: this.connections.size,
       joined_total: this.counters.joined,
