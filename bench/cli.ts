@@ -13,7 +13,8 @@ import type { EngineName } from '../server/engines/engine.ts';
 import { resolveParallelism } from '../server/engines/parallelism.ts';
 import { PRECISION_CHOICES } from '../server/config.ts';
 import type { Precision } from '../shared/protocol/classify.ts';
-import { defaultModelDir, REPO_ROOT } from './model.ts';
+import { defaultModelDir } from './model.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 import { splitEndpoints } from '../client/index.ts';
 
 export interface BenchOptions {

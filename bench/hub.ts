@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { REPO_ROOT } from './model.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 import { LOOPBACK_HUB_ARGV } from '../server/cli/loopback-hub-argv.ts';
 
 export interface HubExit {

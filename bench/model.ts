@@ -9,8 +9,8 @@ import type { EngineName } from '../server/engines/engine.ts';
 import type { Precision } from '../shared/protocol/classify.ts';
 import { ensureOnnxModel } from '../model-tools/onnx-export.ts';
 import { ensureInt8Model } from '../model-tools/onnx/quantize/int8-model.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 
 /** The real store when there is one, else the generated test store (untrained, same cost). */
 export function defaultModelDir(): string {

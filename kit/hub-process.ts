@@ -18,7 +18,7 @@ export interface HubProcess {
   exited: Promise<number | null>;
 }
 
-export interface StartOptions {
+export interface SpawnHubOptions {
   args?: string[];
   /** Node flags before the hub's own (e.g. `--import` a fault injector). */
   nodeArgs?: string[];
@@ -29,7 +29,7 @@ export interface StartOptions {
   env?: Record<string, string>;
 }
 
-export async function startHub(options: StartOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
+export async function spawnHub(options: SpawnHubOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
   const args = [
     ...(options.nodeArgs ?? []),
     ...LOOPBACK_HUB_ARGV,

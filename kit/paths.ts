@@ -1,6 +1,7 @@
-import { fileURLToPath } from 'node:url';
+/** Where bench/ and test/ find the checkout's files: models, fixtures. */
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
+export { REPO_ROOT };
 /** Generated once by `npm test`'s pretest step (seeded, untrained), shared by all test files. */
 export const TEST_MODEL_DIR = `${REPO_ROOT}models/test-resnet50`;
 export const PHOTOS_DIR = `${REPO_ROOT}test/fixtures/photos`;

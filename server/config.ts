@@ -186,6 +186,8 @@ export function parseConfig(argv: readonly string[]): Config {
     return command.error(`invalid options:\n  ${problems.join('\n  ')}`);
   }
   if (result.data.precision === 'int8' && command.getOptionValueSource('maxBatch') === 'default') result.data.maxBatch = INT8_DEFAULT_MAX_BATCH;
+  // Without local workers nothing can recompute a volunteer's answer.
+  if (result.data.workers === 0) result.data.verifyFraction = 0;
   if (result.data.precision === 'int8' && result.data.engine !== 'auto' && result.data.engine !== 'onnx') {
     return command.error(
       `invalid options:\n  --precision int8 runs only on the onnx engine; --engine ${result.data.engine} computes in fp32. Use --engine onnx (or auto), or --precision fp32.`,

@@ -4,9 +4,7 @@
  */
 import { parseConfig } from './config.ts';
 import { createLogger } from '../lib/log.ts';
-import type { EngineName } from './engines/engine.ts';
-import { AUTO_CANDIDATES } from './executors/local-pool.ts';
-import { ensureInt8, ensureModel, ensureOnnx } from './model-bootstrap.ts';
+import { ensureModel, prepareEngineFiles, prepareSwapFiles } from './model-bootstrap.ts';
 import { startHub } from './start-hub.ts';
 import type { RunningHub } from './start-hub.ts';
 import { ensureWebBuild } from './web-build.ts';
@@ -14,25 +12,6 @@ import { installLastResort } from './last-resort.ts';
 
 const config = parseConfig(process.argv);
 const log = createLogger(config.logLevel);
-
-/** The ONNX engine needs model.onnx made from these weights; with `auto`, a failed export just rules it out. */
-async function exportOnnxIfUsed(weightsSha256: string): Promise<EngineName[] | undefined> {
-  if ((config.engine !== 'onnx' && config.engine !== 'auto') || config.workers === 0) return undefined;
-  if (config.precision === 'int8') {
-    // Only onnx computes in int8 (config.ts refuses another explicit engine); a failure is fatal.
-    await ensureInt8(config.modelDir, log);
-    if (config.engine === 'auto') log.info({ precision: 'int8' }, '--engine auto with --precision int8: only the onnx engine runs int8, so it is the only candidate');
-    return ['onnx'];
-  }
-  try {
-    await ensureOnnx(config.modelDir, log);
-    return undefined;
-  } catch (error) {
-    if (config.engine === 'onnx') throw error;
-    log.warn({ err: error, weights_sha256: weightsSha256 }, 'ONNX export failed; the onnx engine is left out');
-    return AUTO_CANDIDATES.filter((engine) => engine !== 'onnx');
-  }
-}
 
 /** The ZeroMQ and HTTP APIs do not need the web UI: a failed build is reported, not fatal. */
 async function buildWebUi(): Promise<void> {
@@ -95,16 +74,10 @@ async function main(): Promise<void> {
   const manifest = await ensureModel(config.modelDir, log, {
     fetch: { enabled: config.modelFetch, url: config.modelUrl, md5: config.modelMd5 },
   });
-  const candidates = await exportOnnxIfUsed(manifest.weightsSha256);
+  const candidates = await prepareEngineFiles(config, log, manifest.weightsSha256);
   hub = await startHub(config, manifest, log, {
     candidates,
-    // A model swap's new store needs what the engine in use needs (the export may not fail now).
-    prepareModel: async (_next, engine) => {
-      if (engine !== 'onnx') return;
-      // Does the ONNX export too; int8 also keeps fp32 for checking volunteers.
-      if (config.precision === 'int8') await ensureInt8(config.modelDir, log);
-      else await ensureOnnx(config.modelDir, log);
-    },
+    prepareModel: (_next, engine) => prepareSwapFiles(config, log, engine),
   });
 }
 

@@ -20,6 +20,9 @@ import { KERAS_RESNET50_URL } from '../model-store/official-weights.ts';
 import type { Logger } from '../lib/log.ts';
 import { UNTRAINED_WARNING } from './observability/status.ts';
 import { spawnWorker } from '../lib/spawn-worker.ts';
+import type { Config } from './config.ts';
+import type { EngineName } from './engines/engine.ts';
+import { AUTO_CANDIDATES } from './executors/local-pool.ts';
 
 const TASK_WORKER = new URL('../model-tools/task-worker.ts', import.meta.url);
 
@@ -159,4 +162,35 @@ function runTask(task: ModelTask, onProgress: (message: TaskWorkerMessage) => vo
     worker.on('error', reject);
     worker.on('exit', (code) => reject(new Error(`${task.task} stopped (exit code ${code}) before it finished`)));
   });
+}
+
+/**
+ * What the engines need of the store before the hub starts: model.onnx for the onnx engine (and
+ * model.int8.onnx with --precision int8). Returns the engines `--engine auto` may try: with
+ * int8 only onnx (config.ts refuses another explicit engine, and a failure is fatal); with fp32
+ * a failed export just rules onnx out. Undefined: every engine.
+ */
+export async function prepareEngineFiles(config: Config, log: Logger, weightsSha256: string): Promise<EngineName[] | undefined> {
+  if ((config.engine !== 'onnx' && config.engine !== 'auto') || config.workers === 0) return undefined;
+  if (config.precision === 'int8') {
+    await ensureInt8(config.modelDir, log);
+    if (config.engine === 'auto') log.info({ precision: 'int8' }, '--engine auto with --precision int8: only the onnx engine runs int8, so it is the only candidate');
+    return ['onnx'];
+  }
+  try {
+    await ensureOnnx(config.modelDir, log);
+    return undefined;
+  } catch (error) {
+    if (config.engine === 'onnx') throw error;
+    log.warn({ err: error, weights_sha256: weightsSha256 }, 'ONNX export failed; the onnx engine is left out');
+    return AUTO_CANDIDATES.filter((engine) => engine !== 'onnx');
+  }
+}
+
+/** A model swap's new store needs what the engine in use needs; the export may not fail now. */
+export async function prepareSwapFiles(config: Config, log: Logger, engine: EngineName | undefined): Promise<void> {
+  if (engine !== 'onnx') return;
+  // Does the ONNX export too; int8 also keeps fp32 for checking volunteers.
+  if (config.precision === 'int8') await ensureInt8(config.modelDir, log);
+  else await ensureOnnx(config.modelDir, log);
 }

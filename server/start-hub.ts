@@ -1,34 +1,37 @@
 /**
- * Wires the hub together: preprocessing pool, scheduler, local workers, and the fronts.
+ * Wires the hub together, each part after what it needs: the request path (scheduler,
+ * preprocessing, hub), its executors (local workers, volunteers), model swaps, the fronts and
+ * what watches them (status, metrics, events). Nothing is used before it exists.
  */
+import { availableParallelism } from 'node:os';
+import type { Logger } from '../lib/log.ts';
 import type { ModelManifest } from '../model-store/store.ts';
+import { writeServingMarker } from '../model-store/serving-marker.ts';
 import { MAX_TOP } from '../shared/labels.ts';
 import type { ModelInfo, Precision } from '../shared/protocol/classify.ts';
-import { availableParallelism } from 'node:os';
+import type { ModelSwapRecord, SwapTrigger } from '../shared/protocol/model-swap.ts';
+import type { Int8FidelitySummary } from '../shared/protocol/status.ts';
 import type { Config } from './config.ts';
 import type { EngineName } from './engines/engine.ts';
 import { LocalPool } from './executors/local-pool.ts';
-import { HttpFront } from './front/http-front.ts';
-import { ZmqFront } from './front/zmq-front.ts';
 import { curveSecurity } from './front/curve-auth.ts';
-import { Hub } from './hub/hub.ts';
-import { defaultHubId } from './hub/hub-id.ts';
-import type { Logger } from '../lib/log.ts';
-import { PreprocessPool } from './preprocess/preprocess-pool.ts';
-import { nativeJpegDecoder } from './preprocess/native-jpeg-decoder.ts';
-import { ServiceError } from '../shared/protocol/errors.ts';
-import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
-import { createVerifier } from './scheduler/verifier.ts';
-import { attachVolunteerSocket } from './volunteers/volunteer-registry.ts';
+import { HttpFront } from './front/http-front.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
-import { WEB_DIST_DIR } from './web-build.ts';
-import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './observability/status.ts';
+import { ZmqFront } from './front/zmq-front.ts';
+import { defaultHubId } from './hub/hub-id.ts';
+import { Hub } from './hub/hub.ts';
+import { attachModelSwapper } from './model-swap/attach-swapper.ts';
 import { EventFeed } from './observability/event-feed.ts';
 import { EventsSocket } from './observability/events-socket.ts';
 import { HubMetrics } from './observability/hub-metrics.ts';
-import { attachModelSwapper } from './model-swap/attach-swapper.ts';
-import { removeServingMarker, writeServingMarker } from '../model-store/serving-marker.ts';
-import type { ModelSwapRecord, SwapTrigger } from '../shared/protocol/model-swap.ts';
+import { buildStatus, int8FidelitySummary, UNTRAINED_WARNING, withInt8Fidelity } from './observability/status.ts';
+import { nativeJpegDecoder } from './preprocess/native-jpeg-decoder.ts';
+import { PreprocessPool } from './preprocess/preprocess-pool.ts';
+import { defaultHedgeAfter, Scheduler } from './scheduler/scheduler.ts';
+import { createVerifier } from './scheduler/verifier.ts';
+import { stopHub } from './shutdown.ts';
+import { VOLUNTEER_PATH, VolunteerRegistry } from './volunteers/volunteer-registry.ts';
+import { WEB_DIST_DIR } from './web-build.ts';
 
 export interface RunningHub {
   zmqEndpoint: string;
@@ -59,54 +62,80 @@ export interface StartOptions {
 
 const MiB = 1024 * 1024;
 
+interface PoolDeps {
+  config: Config;
+  scheduler: Scheduler;
+  hub: Hub;
+  candidates?: readonly EngineName[];
+  log: Logger;
+}
+
+/**
+ * A pool of local workers for `served`. `previous`, for a model swap: the new pool keeps the
+ * engine the first one chose (no second trial while serving) and numbers its workers after it.
+ */
+function createLocalPool(deps: PoolDeps, served: ModelManifest, generation: number, previous?: LocalPool): LocalPool {
+  const { config } = deps;
+  return new LocalPool(
+    deps.scheduler,
+    {
+      engine: previous?.engine ?? config.engine,
+      candidates: deps.candidates,
+      requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
+      cores: availableParallelism(),
+      modelDir: config.modelDir,
+      precision: config.precision,
+      modelSha256: served.weightsSha256,
+      idOffset: generation * (previous?.parallelism?.workers ?? 0),
+      // Images being decoded count too: each is about to want a worker.
+      pendingWork: () => deps.hub.waiting,
+      maxBatch: config.maxBatch,
+      topK: MAX_TOP,
+    },
+    deps.log,
+  );
+}
+
+/** The int8 fidelity report shown in status: read again for new weights, shown from the switch on. */
+class Int8FidelityShown {
+  private shown: Int8FidelitySummary | undefined;
+  private next: Int8FidelitySummary | undefined;
+
+  constructor(private readonly config: Config) {}
+
+  async load(): Promise<void> {
+    this.next = this.config.precision === 'int8' ? await int8FidelitySummary(this.config.modelDir) : undefined;
+  }
+
+  switchToNext(): void {
+    this.shown = this.next;
+  }
+
+  get current(): Int8FidelitySummary | undefined {
+    return this.shown;
+  }
+}
+
 export async function startHub(config: Config, manifest: ModelManifest, log: Logger, options: StartOptions = {}): Promise<RunningHub> {
   const limits = { maxImageBytes: config.maxImageBytes };
+  const served = modelInfo(manifest, config.precision);
+
+  // The request path.
   const scheduler = new Scheduler({ batchWaitMs: config.batchWaitMs, offload: config.offload, hedgeAfter: defaultHedgeAfter });
+  scheduler.switchModel(served);
   const preprocess = new PreprocessPool(config.preprocessWorkers, config.maxPixels, log);
-  const createPool = (served: ModelManifest, generation: number) =>
-    new LocalPool(
-      scheduler,
-      {
-        // A swap keeps the engine the first pool chose: no second trial while serving.
-        engine: generation === 0 ? config.engine : (pools.current?.engine ?? config.engine),
-        candidates: options.candidates,
-        requested: { workers: config.workers, threadsPerWorker: config.threadsPerWorker, soloThreads: config.soloThreads },
-        cores: availableParallelism(),
-        modelDir: config.modelDir,
-        precision: config.precision,
-        modelSha256: served.weightsSha256,
-        idOffset: generation * (pools.current?.parallelism?.workers ?? 0),
-        // Images being decoded count too: each is about to want a worker.
-        pendingWork: () => hub.waiting,
-        maxBatch: config.maxBatch,
-        topK: MAX_TOP,
-      },
-      log,
-    );
-  const pools: { current: LocalPool } = { current: undefined as unknown as LocalPool }; // set on the next line
-  pools.current = createPool(manifest, 0);
-  scheduler.switchModel(modelInfo(manifest, config.precision));
-  const hub = new Hub(preprocess, scheduler, modelInfo(manifest, config.precision), log, {
+  const hub = new Hub(preprocess, scheduler, served, log, {
     maxQueue: config.maxQueue,
     defaultDeadlineMs: config.defaultDeadlineMs > 0 ? config.defaultDeadlineMs : undefined,
   });
   // A wildcard port (tcp://…:*) is only known once bound; until then the id shows `*`.
   hub.identity = { id: config.hubId ?? defaultHubId(config.zmq) };
-  // Read again after each model swap: the int8 file (and its report) are remade for new weights.
-  const readInt8Fidelity = async () => (config.precision === 'int8' ? await int8FidelitySummary(config.modelDir) : undefined);
-  let int8Fidelity = await readInt8Fidelity();
-  const status = () => ({ ...withInt8Fidelity(buildStatus(hub, scheduler, pools.current, volunteers), int8Fidelity), model_swap: swaps.swapper.status() });
-  const http = new HttpFront(
-    hub,
-    { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api') },
-    log,
-  );
-  const zmqFront = new ZmqFront(hub, limits, log, curveSecurity(config));
-  http.addGetHandler(serveModelStore(config.modelDir));
-  http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
+
+  // Its executors.
+  const poolDeps: PoolDeps = { config, scheduler, hub, candidates: options.candidates, log };
+  const pools = { current: createLocalPool(poolDeps, manifest, 0) };
   const allowedOrigins = config.volunteerOrigins?.split(',').map((origin) => origin.trim());
-  const volunteers = attachVolunteerSocket({
-    onUpgrade: (path, handler) => http.onUpgrade(path, handler),
+  const volunteers = new VolunteerRegistry({
     scheduler,
     // A function: after a model swap, tabs are welcomed with the new one.
     model: () => ({ url: `${MODEL_URL_PREFIX}model.json`, sha256: hub.model.sha256, weights: hub.model.weights }),
@@ -114,6 +143,11 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     token: config.volunteerToken,
     allowedOrigins,
   });
+
+  // New weights while serving.
+  const int8Fidelity = new Int8FidelityShown(config);
+  await int8Fidelity.load();
+  int8Fidelity.switchToNext();
   // What one pool of workers costs in memory, measured as the first one starts: a swap holds two.
   let footprintMiB = 0;
   const swaps = attachModelSwapper({
@@ -122,34 +156,43 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     scheduler,
     volunteers,
     pools,
-    createPool,
+    createPool: (next, generation) => createLocalPool(poolDeps, next, generation, pools.current),
     prepare: async (next) => {
       await options.prepareModel?.(next, pools.current.engine);
-      nextInt8Fidelity = await readInt8Fidelity();
+      await int8Fidelity.load();
     },
-    modelInfo: (served) => modelInfo(served, config.precision),
+    modelInfo: (next) => modelInfo(next, config.precision),
     footprintMiB: () => footprintMiB,
     memoryLimitMiB: config.swapMemoryLimitMib,
     pollMs: config.modelPollMs,
   });
-  let nextInt8Fidelity = int8Fidelity;
   swaps.swapper.on('swap', (record) => {
-    if (record.state === 'switching') int8Fidelity = nextInt8Fidelity;
+    if (record.state === 'switching') int8Fidelity.switchToNext();
   });
-  const feed = new EventFeed({ hub, scheduler, volunteers, swaps: swaps.swapper, status, log });
-  const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins, token: config.apiToken });
+
+  // The fronts, and what watches the hub.
+  const zmqFront = new ZmqFront(hub, limits, log, curveSecurity(config));
+  const status = () => ({ ...withInt8Fidelity(buildStatus(hub, scheduler, pools.current, volunteers), int8Fidelity.current), model_swap: swaps.swapper.status() });
   const metrics = new HubMetrics({ hub, scheduler, volunteers, status, log, zmqAuth: () => zmqFront.curveCounts, zmqDrops: () => zmqFront.droppedReplies });
-  // Without local workers nothing can recompute a volunteer's answer.
-  const verifyFraction = config.workers === 0 ? 0 : config.verifyFraction;
   scheduler.setResultReviewer(
     createVerifier(scheduler, {
-      fraction: verifyFraction,
+      fraction: config.verifyFraction,
       onVerdict: (executor, agreed, detail) => {
         metrics.recordVerification(agreed);
         if (!agreed) volunteers.quarantine(executor.id, `its answer disagreed with a local worker: ${detail}`);
       },
     }),
   );
+  const http = new HttpFront(
+    hub,
+    { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api') },
+    log,
+  );
+  http.addGetHandler(serveModelStore(config.modelDir));
+  http.addGetHandler(serveDirectory(WEB_DIST_DIR, { prefix: '/', spaRoutes: { ...WEB_APP_ROUTES }, cache: 'immutable-assets' }));
+  http.onUpgrade(VOLUNTEER_PATH, (request, socket, head) => volunteers.handleUpgrade(request, socket, head));
+  const feed = new EventFeed({ hub, scheduler, volunteers, swaps: swaps.swapper, status, log });
+  const events = new EventsSocket({ onUpgrade: (path, handler) => http.onUpgrade(path, handler), feed, log, allowedOrigins, token: config.apiToken });
 
   // Probes answer while the workers warm up: /readyz says 503 until they are.
   const httpPort = await http.listen(config.httpPort, config.httpHost);
@@ -167,15 +210,33 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   // on SIGTERM) from the moment it accepts a request. A signal that fell in an await between
   // the two found no hub to drain and exited, dropping what had been accepted.
   hub.markReady();
+  logReady(log, config, manifest, { hub, zmqFront, pool: pools.current, zmqEndpoint, httpPort });
+  const parts = { config, hub, scheduler, preprocess, pools, volunteers, swaps, zmqFront, http, feed, events };
+  return {
+    zmqEndpoint,
+    httpPort,
+    reloadModel: (trigger) => swaps.swapper.request(trigger),
+    stop: (graceMs) => stopHub(parts, graceMs),
+  };
+}
+
+/** The one `ready` line: where the hub listens and what it runs (a warning with untrained weights). */
+function logReady(
+  log: Logger,
+  config: Config,
+  manifest: ModelManifest,
+  running: { hub: Hub; zmqFront: ZmqFront; pool: LocalPool; zmqEndpoint: string; httpPort: number },
+): void {
+  const { hub, zmqFront, pool } = running;
   const untrained = manifest.weights === 'untrained';
   const ready = {
     hub_id: hub.identity.id,
-    zmq: zmqEndpoint,
-    http: `http://${config.httpHost}:${httpPort}`,
-    engine: pools.current.engine,
-    workers: pools.current.parallelism?.workers,
-    threads_per_worker: pools.current.parallelism?.threadsPerWorker,
-    solo_threads: pools.current.parallelism?.soloThreads,
+    zmq: running.zmqEndpoint,
+    http: `http://${config.httpHost}:${running.httpPort}`,
+    engine: pool.engine,
+    workers: pool.parallelism?.workers,
+    threads_per_worker: pool.parallelism?.threadsPerWorker,
+    solo_threads: pool.parallelism?.soloThreads,
     precision: config.precision,
     preprocess_workers: config.preprocessWorkers,
     // Small JPEGs are decoded by the system's libturbojpeg where installed, else its wasm build.
@@ -187,28 +248,4 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   };
   if (untrained) log.warn(ready, 'ready');
   else log.info(ready, 'ready');
-  return {
-    zmqEndpoint,
-    httpPort,
-    reloadModel: (trigger) => swaps.swapper.request(trigger),
-    async stop(graceMs) {
-      zmqFront.stopReceiving();
-      // A swap under way ends where it is; the drain below answers everything either way.
-      const swapStopped = swaps.stop();
-      const drained = await hub.drain(graceMs);
-      // Past the grace period, whatever is left is answered now rather than never.
-      scheduler.close(new ServiceError('shutting_down', 'the server stopped before this request finished'));
-      await hub.drain(1000);
-      await zmqFront.settleIncoming();
-      await zmqFront.flush();
-      // Volunteers' sockets count as the HTTP server's connections: close them before it.
-      await volunteers.close();
-      feed.close();
-      await events.close();
-      await Promise.all([zmqFront.close(), http.close()]);
-      await swapStopped;
-      await Promise.all([pools.current.stop(), preprocess.stop(), removeServingMarker(config.modelDir, process.pid).catch(() => undefined)]);
-      return drained;
-    },
-  };
 }

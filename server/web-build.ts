@@ -10,10 +10,9 @@
 import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { swapFolderIntoPlace } from '../lib/swap-folder.ts';
+import { REPO_ROOT } from '../lib/repo-root.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const WEB_DIR = path.join(REPO_ROOT, 'web');
 export const WEB_DIST_DIR = path.join(WEB_DIR, 'dist');
 export const VITE_CONFIG = path.join(WEB_DIR, 'vite.config.ts');

@@ -15,7 +15,7 @@ import { withDecodedJpeg } from '../server/preprocess/wasm-jpeg-decoder.ts';
 import { readJpegHeader } from '../server/preprocess/jpeg-header.ts';
 import { resizeLikePillow } from '../server/preprocess/pillow-resize.ts';
 import type { PixelImage } from '../server/preprocess/pillow-resize.ts';
-import { INPUT_SIZE } from '../server/preprocess/preprocess-image.ts';
+import { INPUT_SIZE } from '../shared/caffe.ts';
 
 const DIRS = [new URL('./fixtures/preprocess/', import.meta.url), new URL('./fixtures/photos/', import.meta.url)];
 const ANY_SIZE = 40_000_000;

@@ -13,7 +13,7 @@ import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { partFileOf } from '../model-tools/fetch/download.ts';
 import { DownloadError } from '../model-tools/fetch/download-error.ts';
-import { backoffDelay } from '../model-tools/fetch/backoff.ts';
+import { backoffDelay } from '../shared/backoff.ts';
 import { parseContentRange } from '../model-tools/fetch/content-range.ts';
 import { cacheFileFor, downloadImagenetWeights, fetchImagenetWeights } from '../model-tools/fetch/keras-weights.ts';
 import { KERAS_RESNET50_URL } from '../model-store/official-weights.ts';

@@ -11,8 +11,8 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import type { ClientOptions, RawData } from 'ws';
-import { INPUT_SIZE } from '../shared/caffe.ts';
-import { MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, decodeJobFrame } from '../shared/protocol/volunteer.ts';
+import { INPUT_VALUES_PER_IMAGE } from '../shared/caffe.ts';
+import { CLOSE_REFUSED, CLOSE_STOP, CLOSE_VIOLATIONS, MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, decodeJobFrame } from '../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame } from '../shared/protocol/volunteer.ts';
 import { attachVolunteerSocket } from '../server/volunteers/volunteer-registry.ts';
 import type { VolunteerRegistry, VolunteerSocketOptions } from '../server/volunteers/volunteer-registry.ts';
@@ -25,7 +25,7 @@ import { Scheduler } from '../server/scheduler/scheduler.ts';
 const HEARTBEAT_MS = 100;
 const MODEL_SHA = 'ab'.repeat(32);
 const TOP_K = 20;
-const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+const IMAGE_BYTES = INPUT_VALUES_PER_IMAGE;
 /** Far below the hub's 60 s job timeout: a job that is not re-queued fails the test, not hangs it. */
 const TEST_TIMEOUT_MS = 10_000;
 
@@ -346,7 +346,7 @@ test('messages before hello other than heartbeat are violations, and too many cl
   assert.equal(hub.volunteers.list()[0].state, 'joining');
   for (let i = 0; i < 4; i++) tab.ws.send('{');
   const closed = await tab.closed;
-  assert.equal(closed.code, 1008);
+  assert.equal(closed.code, CLOSE_VIOLATIONS);
   assert.equal(hub.volunteers.list().length, 0);
 });
 
@@ -412,7 +412,7 @@ test('a hello with the wrong model hash is refused and closed', { timeout: TEST_
   const refused = tab.messages.find((m) => m.type === 'refused');
   assert.ok(refused, 'the tab is told why');
   assert.match(refused.reason, new RegExp(MODEL_SHA));
-  assert.equal(closed.code, 4001);
+  assert.equal(closed.code, CLOSE_REFUSED);
   assert.equal(hub.scheduler.listExecutors().length, 0);
   assert.equal(hub.volunteers.stats().refused_hellos, 1);
 });
@@ -514,7 +514,7 @@ test('stopAll tells every tab to stop, closes them, and refuses new ones', { tim
   await joined(hub, tab);
   await hub.volunteers.stopAll('maintenance');
   const closed = await tab.closed;
-  assert.equal(closed.code, 1001);
+  assert.equal(closed.code, CLOSE_STOP);
   const stop = tab.messages.find((m) => m.type === 'stop');
   assert.equal(stop?.type === 'stop' && stop.reason, 'maintenance');
   assert.equal(hub.volunteers.list().length, 0);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { ENGINE_CHOICES, type EngineChoice } from '../../server/engines/engine.ts';
 import { flagValue, intRange, nonNegative, positive } from '../cli.ts';
-import { REPO_ROOT } from '../model.ts';
+import { REPO_ROOT } from '../../lib/repo-root.ts';
 
 export interface SoakOptions {
   minutes: number;

@@ -12,7 +12,8 @@ import { HubClient } from '../../client/index.ts';
 import { spawnHub } from '../hub.ts';
 import type { SpawnedHub } from '../hub.ts';
 import { lscpuModelName } from '../machine.ts';
-import { prepareModel, REPO_ROOT } from '../model.ts';
+import { prepareModel } from '../model.ts';
+import { REPO_ROOT } from '../../lib/repo-root.ts';
 import type { SoakOptions } from './cli.ts';
 
 const CHAOS_EVERY_MS = 20_000;

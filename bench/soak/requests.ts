@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { crafted } from '../../kit/bad-images.ts';
-import { REPO_ROOT } from '../model.ts';
+import { REPO_ROOT } from '../../lib/repo-root.ts';
 import { pickOne, pickWeighted } from './random.ts';
 import type { Random } from './random.ts';
 

@@ -7,7 +7,8 @@
  */
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { backoffDelay, waitOrAbort } from './backoff.ts';
+import { backoffDelay } from '../../shared/backoff.ts';
+import { waitOrAbort } from './backoff.ts';
 import { parseContentRange } from './content-range.ts';
 import { DownloadError } from './download-error.ts';
 import { fileMd5 } from './file-md5.ts';

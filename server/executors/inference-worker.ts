@@ -4,13 +4,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { NUM_CLASSES, topK } from '../../shared/labels.ts';
-import { INPUT_SIZE } from '../../shared/caffe.ts';
+import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import { loadEngine } from '../engines/create-engine.ts';
 import type { Engine } from '../engines/engine.ts';
 import type { InferRequest, InferenceWorkerData, WorkerToMain } from './worker-protocol.ts';
 import { nameThisThread, THREAD_NAMES } from '../../lib/thread-name.ts';
 
-const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+const IMAGE_BYTES = INPUT_VALUES_PER_IMAGE;
 const port = parentPort!;
 const data = workerData as InferenceWorkerData;
 

@@ -2,7 +2,7 @@
  * An executor backed by one inference worker thread on this machine.
  */
 import type { Worker } from 'node:worker_threads';
-import { INPUT_SIZE } from '../../shared/caffe.ts';
+import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
 import type { EngineName } from '../engines/engine.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';
@@ -11,7 +11,7 @@ import { ServiceTimeEstimate } from './service-time.ts';
 import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
 import { spawnWorker } from '../../lib/spawn-worker.ts';
 
-const IMAGE_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+const IMAGE_BYTES = INPUT_VALUES_PER_IMAGE;
 const WORKER_URL = new URL('./inference-worker.ts', import.meta.url);
 
 export interface LocalExecutorOptions {

@@ -31,6 +31,7 @@
  */
 import sharp from 'sharp';
 import type { Metadata, Sharp, SharpOptions } from 'sharp';
+import { INPUT_SIZE, INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import { readJpegHeader } from './jpeg-header.ts';
 import { resizeLikePillow } from './pillow-resize.ts';
@@ -38,10 +39,8 @@ import type { PixelImage } from './pillow-resize.ts';
 import { withDecodedJpeg } from './wasm-jpeg-decoder.ts';
 import { nativeJpegDecoder } from './native-jpeg-decoder.ts';
 
-export const INPUT_SIZE = 224;
-
 /** Bytes of one preprocessed image: 224 * 224 * 3. */
-export const OUTPUT_BYTES = INPUT_SIZE * INPUT_SIZE * 3;
+export const OUTPUT_BYTES = INPUT_VALUES_PER_IMAGE;
 
 export interface PreprocessLimits {
   /** Largest width * height accepted, e.g. 40_000_000. Checked from the header before decoding. */

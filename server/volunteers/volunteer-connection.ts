@@ -9,13 +9,6 @@ import type { VolunteerStatus } from '../../shared/protocol/status.ts';
 import type { VolunteerExecutor } from './volunteer-executor.ts';
 import type { Logger } from '../../lib/log.ts';
 
-/** Close codes the hub uses; 4000–4999 are the application's own. */
-export const CLOSE_BYE = 1000;
-export const CLOSE_STOP = 1001;
-export const CLOSE_VIOLATIONS = 1008;
-export const CLOSE_REFUSED = 4001;
-export const CLOSE_QUARANTINED_EARLY = 4002;
-export const CLOSE_MODEL_CHANGED = 4003;
 /** How long stopAll waits for tabs to finish the closing handshake before cutting them off. */
 export const CLOSE_WAIT_MS = 1000;
 

@@ -20,9 +20,8 @@ export interface VolunteerModel {
   weights: WeightsKind;
 }
 
-export interface VolunteerSocketOptions {
-  /** Registers the upgrade handler for `path` (HttpFront.onUpgrade). */
-  onUpgrade: (path: string, handler: UpgradeHandler) => void;
+/** The volunteer registry's settings; its socket's route is attached apart (VolunteerSocketOptions). */
+export interface VolunteerRegistryOptions {
   scheduler: Pick<Scheduler, 'addExecutor' | 'removeExecutor'>;
   /** The model tabs must run; a function when it may change while the hub runs. */
   model: VolunteerModel | (() => VolunteerModel);
@@ -49,6 +48,11 @@ export interface VolunteerSocketOptions {
   failureRestMs?: number;
 }
 
+export interface VolunteerSocketOptions extends VolunteerRegistryOptions {
+  /** Registers the upgrade handler for `path` (HttpFront.onUpgrade). */
+  onUpgrade: (path: string, handler: UpgradeHandler) => void;
+}
+
 export interface VolunteerRegistryEvents {
   joined: [volunteer: VolunteerStatus];
   left: [volunteer: VolunteerStatus, reason: string];
@@ -71,7 +75,7 @@ export interface VolunteerSettings {
   failureRestMs: number | undefined;
 }
 
-export function volunteerSettings(options: VolunteerSocketOptions): VolunteerSettings {
+export function volunteerSettings(options: VolunteerRegistryOptions): VolunteerSettings {
   const model = options.model;
   return {
     model: typeof model === 'function' ? model : () => model,

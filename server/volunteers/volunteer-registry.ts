@@ -10,12 +10,6 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
-import { MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, VolunteerMessageSchema } from '../../shared/protocol/volunteer.ts';
-import type { UpgradeRefusal, VolunteerRegistryStats, VolunteerStatus } from '../../shared/protocol/status.ts';
-import { VolunteerExecutor } from './volunteer-executor.ts';
-import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
-import type { Logger } from '../../lib/log.ts';
-import { refuseUpgrade, upgradeRefusal } from '../front/upgrade-guard.ts';
 import {
   CLOSE_BYE,
   CLOSE_MODEL_CHANGED,
@@ -23,6 +17,16 @@ import {
   CLOSE_REFUSED,
   CLOSE_STOP,
   CLOSE_VIOLATIONS,
+  MAX_VOLUNTEER_MESSAGE_BYTES,
+  VOLUNTEER_PROTOCOL_VERSION,
+  VolunteerMessageSchema,
+} from '../../shared/protocol/volunteer.ts';
+import type { UpgradeRefusal, VolunteerRegistryStats, VolunteerStatus } from '../../shared/protocol/status.ts';
+import { VolunteerExecutor } from './volunteer-executor.ts';
+import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
+import type { Logger } from '../../lib/log.ts';
+import { refuseUpgrade, upgradeRefusal } from '../front/upgrade-guard.ts';
+import {
   CLOSE_WAIT_MS,
   connectionStatus,
   rawText,
@@ -31,9 +35,9 @@ import {
 } from './volunteer-connection.ts';
 import type { Connection } from './volunteer-connection.ts';
 import { volunteerSettings } from './volunteer-options.ts';
-import type { VolunteerRegistryEvents, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
+import type { VolunteerRegistryEvents, VolunteerRegistryOptions, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
 
-export type { VolunteerRegistryEvents, VolunteerModel, VolunteerSocketOptions } from './volunteer-options.ts';
+export type { VolunteerRegistryEvents, VolunteerModel, VolunteerRegistryOptions, VolunteerSocketOptions } from './volunteer-options.ts';
 
 export const VOLUNTEER_PATH = '/ws/volunteer';
 /** Quarantined tabs that left, still shown by list(). */
@@ -51,7 +55,7 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
   private readonly wss: WebSocketServer;
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly log: Logger;
-  private readonly scheduler: VolunteerSocketOptions['scheduler'];
+  private readonly scheduler: VolunteerRegistryOptions['scheduler'];
   private readonly settings: VolunteerSettings;
   private accepting = true;
   private volunteerCount = 0;
@@ -60,7 +64,7 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
   private readonly quarantinedGone: VolunteerStatus[] = [];
   private readonly refusedUpgrades: Record<UpgradeRefusal, number> = { origin: 0, token: 0, capacity: 0, stopping: 0 };
 
-  constructor(options: VolunteerSocketOptions) {
+  constructor(options: VolunteerRegistryOptions) {
     super();
     this.log = options.log.child({ component: 'volunteers' });
     this.scheduler = options.scheduler;

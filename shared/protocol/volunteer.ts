@@ -12,6 +12,14 @@ export const VOLUNTEER_PROTOCOL_VERSION = 1;
 export const MAX_VOLUNTEER_MESSAGE_BYTES = 64 * 1024;
 export const MAX_VOLUNTEER_BATCH = 16;
 
+/** Close codes the hub sends a tab (4000–4999 are the application's own): the tab reads them too. */
+export const CLOSE_BYE = 1000;
+export const CLOSE_STOP = 1001;
+export const CLOSE_VIOLATIONS = 1008;
+export const CLOSE_REFUSED = 4001;
+export const CLOSE_QUARANTINED_EARLY = 4002;
+export const CLOSE_MODEL_CHANGED = 4003;
+
 export const VOLUNTEER_BACKENDS = ['webgpu', 'webgl', 'wasm'] as const;
 export type VolunteerBackend = (typeof VOLUNTEER_BACKENDS)[number];
 

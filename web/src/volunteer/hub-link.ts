@@ -3,6 +3,7 @@
  * ended are dropped, everything sent is validated first, and attempts are spaced by back-off.
  */
 import { z } from 'zod';
+import type { BackoffPolicy } from '../../../shared/backoff.ts';
 import { VolunteerMessageSchema } from '../../../shared/protocol/volunteer.ts';
 import type { VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
 
@@ -73,11 +74,5 @@ export class HubLink {
   }
 }
 
-/**
- * The wait before reconnection attempt `attempt` (0, 1, …): exponential, capped, with "equal
- * jitter" (between half and all of it) so that tabs dropped together do not return together.
- */
-export function backoffDelay(attempt: number): number {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
-}
+/** Reconnecting to the hub: 1 s, then doubling up to 30 s (shared/backoff.ts). */
+export const RECONNECT_BACKOFF: BackoffPolicy = { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS };

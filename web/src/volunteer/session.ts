@@ -10,7 +10,8 @@
  */
 import { MAX_VOLUNTEER_BATCH, VOLUNTEER_PROTOCOL_VERSION, peekJobId } from '../../../shared/protocol/volunteer.ts';
 import type { JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
-import { HubLink, backoffDelay } from './hub-link.ts';
+import { backoffDelay } from '../../../shared/backoff.ts';
+import { HubLink, RECONNECT_BACKOFF } from './hub-link.ts';
 import { parseHubText, welcomeModelUrl } from './hub-messages.ts';
 import type { Welcome } from './hub-messages.ts';
 import { JobQueue, readJobFrame } from './job-queue.ts';
@@ -116,7 +117,8 @@ export class VolunteerSession {
     if (!this.running) return;
     this.state.lastError = reason;
     this.attempt = Math.max(this.attempt, minAttempt);
-    const delay = backoffDelay(this.attempt++);
+    // attempt counts from 0: the first reconnection is retry 1.
+    const delay = backoffDelay(++this.attempt, RECONNECT_BACKOFF);
     this.update({ state: 'reconnecting', reconnectAt: Date.now() + delay, detail: reconnectDetail(delay), currentJobId: null });
   }
 
