@@ -1,5 +1,5 @@
 # resnet-hub container image. Not built on the machine this was written on (it has no Docker
-# engine): the file is checked by test/deploy.test.ts against the hub's flags, not by a build.
+# engine): the file is checked by test/integration/deploy.test.ts against the hub's flags, not by a build.
 #
 #   docker build -t resnet-hub:0.1.0 .
 #   docker run --rm -p 5576:5576 -p 8080:8080 -v resnet-models:/models resnet-hub:0.1.0

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { REPO_ROOT, TEST_MODEL_DIR } from './paths.ts';
+import { REPO_ROOT, TINY_MODEL_DIR } from './paths.ts';
 import { LOOPBACK_HUB_ARGV } from '../server/cli/loopback-hub-argv.ts';
 
 export interface HubProcess {
@@ -20,6 +20,12 @@ export interface HubProcess {
 
 export interface SpawnHubOptions {
   args?: string[];
+  /**
+   * The store it serves. Default: the tiny model (the same layer types, milliseconds per image),
+   * for every test of the hub's behaviour; a test that checks ResNet50's own numbers or costs
+   * passes TEST_MODEL_DIR.
+   */
+  modelDir?: string;
   /** Node flags before the hub's own (e.g. `--import` a fault injector). */
   nodeArgs?: string[];
   /** Resolve once the HTTP port is known, before the workers are warm. */
@@ -34,7 +40,7 @@ export async function spawnHub(options: SpawnHubOptions = {}): Promise<HubProces
     ...(options.nodeArgs ?? []),
     ...LOOPBACK_HUB_ARGV,
     '--model-dir',
-    TEST_MODEL_DIR,
+    options.modelDir ?? TINY_MODEL_DIR,
     '--workers',
     '2',
     ...(options.args ?? []),

@@ -5,7 +5,7 @@
  * out; here they land in a buffer the thread keeps. Optional: where the library is not
  * installed (Debian: `apt install libturbojpeg0`), the WebAssembly decoder does the same work.
  * Their pixels are identical (both are libjpeg-turbo with the default integer IDCT and fancy
- * upsampling; test/preprocess.test.ts compares them), so which one ran never shows in an answer.
+ * upsampling; test/integration/preprocess.test.ts compares them), so which one ran never shows in an answer.
  *
  * Strict like the WebAssembly decoder: with TJFLAG_STOPONWARNING, what libjpeg warns about
  * while decoding fails, and the caller leaves such a file to sharp. (Bytes after the last scan

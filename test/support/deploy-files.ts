@@ -1,6 +1,6 @@
 /**
  * Reads the deployment files (deploy/kubernetes/*.yaml and the Dockerfile) into plain data for
- * test/deploy.test.ts, and validates each Kubernetes object against Kubernetes' own schemas
+ * test/integration/deploy.test.ts, and validates each Kubernetes object against Kubernetes' own schemas
  * (kubernetes-models).
  */
 import { readdir, readFile } from 'node:fs/promises';

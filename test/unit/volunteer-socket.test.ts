@@ -1,0 +1,523 @@
+/**
+ * The hub's side of `/ws/volunteer`, against a real Scheduler and a real HTTP server. The tabs
+ * are raw `ws` clients playing the protocol: they compute nothing and answer each image with a
+ * fixed top-k derived from its first byte, so every answer says who gave it.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import { WebSocket } from 'ws';
+import type { ClientOptions, RawData } from 'ws';
+import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
+import { CLOSE_REFUSED, CLOSE_STOP, CLOSE_VIOLATIONS, MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, decodeJobFrame } from '../../shared/protocol/volunteer.ts';
+import type { HubMessage, JobFrame } from '../../shared/protocol/volunteer.ts';
+import { attachVolunteerSocket } from '../../server/volunteers/volunteer-registry.ts';
+import type { VolunteerRegistry, VolunteerSocketOptions } from '../../server/volunteers/volunteer-registry.ts';
+import type { UpgradeHandler } from '../../server/front/http-front.ts';
+import { createLogger } from '../../lib/log.ts';
+import { Job } from '../../server/scheduler/job.ts';
+import type { JobOutcome } from '../../server/scheduler/job.ts';
+import { Scheduler } from '../../server/scheduler/scheduler.ts';
+
+const HEARTBEAT_MS = 100;
+const MODEL_SHA = 'ab'.repeat(32);
+const TOP_K = 20;
+const IMAGE_BYTES = INPUT_VALUES_PER_IMAGE;
+/** Far below the hub's 60 s job timeout: a job that is not re-queued fails the test, not hangs it. */
+const TEST_TIMEOUT_MS = 10_000;
+
+interface TestHub {
+  url: string;
+  port: number;
+  scheduler: Scheduler;
+  volunteers: VolunteerRegistry;
+}
+
+async function startTestHub(t: TestContext, overrides: Partial<VolunteerSocketOptions> = {}): Promise<TestHub> {
+  const handlers = new Map<string, UpgradeHandler>();
+  const server = createServer((_request, response) => response.writeHead(404).end());
+  server.on('upgrade', (request, socket, head) => {
+    const handler = handlers.get(new URL(request.url ?? '/', 'http://localhost').pathname);
+    if (handler) handler(request, socket, head);
+    else socket.destroy();
+  });
+  const scheduler = new Scheduler();
+  const volunteers = attachVolunteerSocket({
+    onUpgrade: (path, handler) => handlers.set(path, handler),
+    scheduler,
+    model: { url: '/models/current/model.json', sha256: MODEL_SHA, weights: 'untrained' },
+    log: createLogger('silent'),
+    heartbeatMs: HEARTBEAT_MS,
+    ...overrides,
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  t.after(async () => {
+    await volunteers.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { url: `ws://127.0.0.1:${port}/ws/volunteer`, port, scheduler, volunteers };
+}
+
+/** Resolves with what `probe` returns once it returns something, or fails after `timeoutMs`. */
+async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 3000): Promise<T> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function image(tag: number): Uint8Array {
+  return new Uint8Array(IMAGE_BYTES).fill(tag);
+}
+
+function job(tag: number): Job {
+  return new Job({ id: `j${tag}`, image: image(tag), offload: true });
+}
+
+function topClass(outcome: JobOutcome): number | string {
+  return outcome.ok ? outcome.result.indices[0] : outcome.error.code;
+}
+
+type Mode = 'answer' | 'hold';
+
+/** A tab that speaks the protocol: heartbeats, hello, and (in `answer` mode) fixed answers. */
+class FakeVolunteer {
+  readonly messages: HubMessage[] = [];
+  readonly jobs: JobFrame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  mode: Mode = 'answer';
+  /** Makes the tab measurably slow, since the hub learns its speed from its answers. */
+  answerDelayMs = 0;
+  private beat: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly ws: WebSocket,
+    /** Added to each image's first byte to make the top class, so the answer names the tab. */
+    readonly answerBase: number,
+  ) {
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.on('message', (data: RawData, isBinary) => this.onMessage(data, isBinary));
+    ws.once('close', () => this.stopHeartbeat());
+  }
+
+  static async connect(t: TestContext, url: string, answerBase: number, options: ClientOptions & { protocols?: string[] } = {}): Promise<FakeVolunteer> {
+    const { protocols, ...clientOptions } = options;
+    const ws = new WebSocket(url, protocols ?? [], clientOptions);
+    const volunteer = new FakeVolunteer(ws, answerBase);
+    t.after(() => volunteer.ws.terminate());
+    await once(ws, 'open');
+    volunteer.startHeartbeat();
+    return volunteer;
+  }
+
+  get id(): string {
+    const welcome = this.messages.find((m) => m.type === 'welcome');
+    assert.ok(welcome, 'no welcome yet');
+    return welcome.volunteer_id;
+  }
+
+  async welcome(): Promise<Extract<HubMessage, { type: 'welcome' }>> {
+    return waitFor(() => this.messages.find((m) => m.type === 'welcome'), 'welcome');
+  }
+
+  async hello(overrides: Record<string, unknown> = {}): Promise<void> {
+    await this.welcome();
+    this.send({
+      type: 'hello',
+      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      backend: 'webgpu',
+      adapter: { vendor: 'test', architecture: 'fake' },
+      model_sha256: MODEL_SHA,
+      per_image_ms: 10,
+      max_batch: 4,
+      ...overrides,
+    });
+  }
+
+  send(message: unknown): void {
+    this.ws.send(JSON.stringify(message));
+  }
+
+  result(frame: JobFrame, base = this.answerBase): void {
+    const rows = Array.from({ length: frame.batch }, (_, i) => frame.pixels[i * IMAGE_BYTES] + base);
+    this.send({
+      type: 'result',
+      job_id: frame.jobId,
+      indices: rows.map((first) => Array.from({ length: TOP_K }, (_, k) => (first + k) % 1000)),
+      probabilities: rows.map(() => Array.from({ length: TOP_K }, (_, k) => 0.5 / (k + 1))),
+      compute_ms: 3,
+    });
+  }
+
+  startHeartbeat(): void {
+    this.beat ??= setInterval(() => this.send({ type: 'heartbeat', sent_at: Date.now() }), HEARTBEAT_MS / 2);
+  }
+
+  stopHeartbeat(): void {
+    clearInterval(this.beat);
+    this.beat = undefined;
+  }
+
+  count(type: HubMessage['type']): number {
+    return this.messages.filter((m) => m.type === type).length;
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (!isBinary) {
+      this.messages.push(JSON.parse(bytes.toString('utf8')) as HubMessage);
+      return;
+    }
+    const frame = decodeJobFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    this.jobs.push(frame);
+    if (this.mode !== 'answer') return;
+    if (this.answerDelayMs > 0) setTimeout(() => this.result(frame), this.answerDelayMs);
+    else this.result(frame);
+  }
+}
+
+/** Connects and reports the HTTP status of a refused upgrade, or 101 when it opened. */
+async function upgradeStatus(url: string, options: ClientOptions & { protocols?: string[] } = {}): Promise<number> {
+  const { protocols, ...clientOptions } = options;
+  const ws = new WebSocket(url, protocols ?? [], clientOptions);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.once('error', (error) => {
+      const status = /Unexpected server response: (\d+)/.exec(error.message);
+      if (status) resolve(Number(status[1]));
+      else reject(error);
+    });
+  });
+}
+
+async function joined(hub: TestHub, volunteer: FakeVolunteer, overrides: Record<string, unknown> = {}): Promise<void> {
+  await volunteer.hello(overrides);
+  await waitFor(() => hub.volunteers.list().find((v) => v.id === volunteer.id && v.state === 'ready'), `${volunteer.id} to join`);
+}
+
+test('a tab is welcomed, joins the scheduler on hello, and answers a job with its result', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t, { maxBatch: 8 });
+  const tab = await FakeVolunteer.connect(t, hub.url, 700);
+  const welcome = await tab.welcome();
+  assert.equal(welcome.protocol, VOLUNTEER_PROTOCOL_VERSION);
+  assert.deepEqual(welcome.model, { url: '/models/current/model.json', sha256: MODEL_SHA, weights: 'untrained' });
+  assert.equal(welcome.heartbeat_ms, HEARTBEAT_MS);
+  assert.equal(welcome.top_k, TOP_K);
+  assert.equal(welcome.max_batch, 8);
+  assert.equal(hub.volunteers.list()[0].state, 'joining');
+  assert.equal(hub.scheduler.listExecutors().length, 0, 'no executor before hello');
+
+  const joinedEvents: string[] = [];
+  hub.volunteers.on('joined', (status) => joinedEvents.push(status.id));
+  await joined(hub, tab, { max_batch: 4 });
+  const [executor] = hub.scheduler.listExecutors();
+  assert.equal(executor.kind, 'volunteer');
+  assert.equal(executor.id, tab.id);
+  assert.equal(executor.engine, 'webgpu');
+  assert.equal(executor.maxBatch, 4, 'the smaller of the hub limit and the tab limit');
+  assert.deepEqual(joinedEvents, [tab.id]);
+
+  const j = job(42);
+  hub.scheduler.submit(j);
+  const outcome = await j.outcome();
+  assert.ok(outcome.ok);
+  assert.equal(outcome.executor.kind, 'volunteer');
+  assert.equal(outcome.executor.id, tab.id);
+  assert.equal(outcome.result.indices[0], 742, "the tab's answer");
+  assert.equal(outcome.result.indices.length, TOP_K);
+  assert.equal(outcome.result.probabilities[0], 0.5);
+  assert.equal(tab.jobs.length, 1);
+  assert.deepEqual(tab.jobs[0].pixels, image(42), 'the tab got exactly the preprocessed bytes');
+
+  // A batch of several images comes back row by row, in order.
+  const batch = [1, 2, 3].map(job);
+  batch.forEach((b) => hub.scheduler.submit(b));
+  assert.deepEqual((await Promise.all(batch.map((b) => b.outcome()))).map(topClass), [701, 702, 703]);
+
+  const [status] = hub.volunteers.list();
+  assert.equal(status.state, 'ready');
+  assert.equal(status.backend, 'webgpu');
+  assert.deepEqual(status.adapter, { vendor: 'test', architecture: 'fake' });
+  assert.equal(status.jobs, tab.jobs.length);
+  assert.equal(status.images, 4);
+  assert.equal(status.failures, 0);
+  assert.equal(status.violations, 0);
+});
+
+test('heartbeats flow both ways and keep a tab connected', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const tab = await FakeVolunteer.connect(t, hub.url, 0);
+  await joined(hub, tab);
+  const firstSeen = hub.volunteers.list()[0].last_seen;
+  await sleep(HEARTBEAT_MS * 5);
+  assert.ok(tab.count('heartbeat') >= 3, `the hub sent ${tab.count('heartbeat')} heartbeats`);
+  const [status] = hub.volunteers.list();
+  assert.equal(status.state, 'ready', 'a tab that beats is never dropped');
+  assert.ok(status.last_seen > firstSeen, 'last_seen moves with its heartbeats');
+});
+
+test('a silent tab is dropped after 3 beats and its job goes to another tab', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const silent = await FakeVolunteer.connect(t, hub.url, 100);
+  const steady = await FakeVolunteer.connect(t, hub.url, 200);
+  await joined(hub, silent, { per_image_ms: 1 });
+  await joined(hub, steady, { per_image_ms: 50 });
+  const left: string[] = [];
+  hub.volunteers.on('left', (status) => left.push(status.id));
+
+  silent.mode = 'hold';
+  const j = job(7);
+  hub.scheduler.submit(j);
+  await waitFor(() => silent.jobs.length === 1, 'the job to reach the faster tab');
+  const silentSince = performance.now();
+  silent.stopHeartbeat();
+
+  const outcome = await j.outcome();
+  const waited = performance.now() - silentSince;
+  assert.ok(outcome.ok);
+  assert.equal(outcome.executor.id, steady.id);
+  assert.equal(outcome.result.indices[0], 207);
+  assert.equal(j.attempts, 2);
+  // Its last heartbeat may have been up to half a beat before it fell silent.
+  assert.ok(waited >= HEARTBEAT_MS * 2.5 - 20, `dropped after ${Math.round(waited)} ms, before 3 beats`);
+  assert.ok(waited < HEARTBEAT_MS * 10, `dropped only after ${Math.round(waited)} ms`);
+  assert.deepEqual(left, [silent.id]);
+  await silent.closed;
+  assert.deepEqual(hub.volunteers.list().map((v) => v.id), [steady.id]);
+  assert.equal(hub.volunteers.stats().dropped_total, 1);
+  assert.deepEqual(hub.scheduler.listExecutors().map((e) => e.id), [steady.id]);
+});
+
+test('garbage, bad shapes, binary frames and unknown job ids are refused; the hub keeps working', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const tab = await FakeVolunteer.connect(t, hub.url, 300);
+  await joined(hub, tab);
+
+  tab.ws.send('this is not json');
+  tab.send({ type: 'launch_missiles' });
+  tab.send({ type: 'result', job_id: 1 });
+  tab.send({ type: 'hello', protocol: 99 });
+  tab.send([1, 2, 3]);
+  tab.ws.send(Buffer.from(JSON.stringify({ type: 'heartbeat', sent_at: 1 })), { binary: true }); // valid JSON, but binary
+  tab.send({ type: 'result', job_id: 999_999, indices: [[1]], probabilities: [[1]], compute_ms: 1 });
+  tab.send({ type: 'job_failed', job_id: 424_242, message: 'no such job' });
+  await waitFor(() => hub.volunteers.list()[0].violations === 8, 'eight violations to be counted');
+
+  const big = await FakeVolunteer.connect(t, hub.url, 0);
+  await big.welcome();
+  big.send({ type: 'heartbeat', sent_at: 0, padding: 'x'.repeat(MAX_VOLUNTEER_MESSAGE_BYTES) });
+  assert.equal((await big.closed).code, 1009, 'an oversized message closes its socket');
+
+  const j = job(5);
+  hub.scheduler.submit(j);
+  const outcome = await j.outcome();
+  assert.ok(outcome.ok, 'the hub still serves');
+  assert.equal(outcome.result.indices[0], 305);
+  const [status] = hub.volunteers.list();
+  assert.equal(status.state, 'ready');
+  assert.equal(status.violations, 8);
+  assert.equal(status.failures, 0);
+  assert.equal(hub.volunteers.stats().violations_total, 9, 'the oversized message counts too');
+});
+
+test('messages before hello other than heartbeat are violations, and too many close the socket', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t, { maxViolations: 5 });
+  const tab = await FakeVolunteer.connect(t, hub.url, 0);
+  await tab.welcome();
+  tab.send({ type: 'heartbeat', sent_at: 1 });
+  tab.send({ type: 'result', job_id: 1, indices: [[1]], probabilities: [[1]], compute_ms: 1 });
+  await waitFor(() => hub.volunteers.list()[0]?.violations === 1, 'one violation');
+  assert.equal(hub.volunteers.list()[0].state, 'joining');
+  for (let i = 0; i < 4; i++) tab.ws.send('{');
+  const closed = await tab.closed;
+  assert.equal(closed.code, CLOSE_VIOLATIONS);
+  assert.equal(hub.volunteers.list().length, 0);
+});
+
+test("a tab cannot settle another tab's job", { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const owner = await FakeVolunteer.connect(t, hub.url, 400);
+  const thief = await FakeVolunteer.connect(t, hub.url, 500);
+  await joined(hub, owner, { per_image_ms: 1 });
+  await joined(hub, thief, { per_image_ms: 50 });
+  owner.mode = 'hold';
+  const j = job(9);
+  hub.scheduler.submit(j);
+  const frame = await waitFor(() => owner.jobs[0], 'the job to reach its owner');
+
+  thief.result(frame); // the right job id, from the wrong tab
+  owner.result({ ...frame, jobId: frame.jobId + 1 }); // the right tab, the wrong job id
+  await waitFor(() => hub.volunteers.list().find((v) => v.id === thief.id)?.violations === 1, "the thief's violation");
+  await waitFor(() => hub.volunteers.list().find((v) => v.id === owner.id)?.violations === 1, "the owner's violation");
+  await sleep(20);
+  assert.equal(j.settled, false, 'neither answer settled the job');
+
+  owner.result(frame);
+  const outcome = await j.outcome();
+  assert.ok(outcome.ok);
+  assert.equal(outcome.executor.id, owner.id);
+  assert.equal(outcome.result.indices[0], 409);
+  assert.equal(thief.jobs.length, 0);
+});
+
+test('a result with the wrong number of rows fails the batch, which another tab then runs', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const liar = await FakeVolunteer.connect(t, hub.url, 600);
+  const honest = await FakeVolunteer.connect(t, hub.url, 700);
+  await joined(hub, liar, { per_image_ms: 1 });
+  await joined(hub, honest, { per_image_ms: 50 });
+  liar.mode = 'hold';
+  const j = job(3);
+  hub.scheduler.submit(j);
+  const frame = await waitFor(() => liar.jobs[0], 'the job to reach the liar');
+  liar.send({
+    type: 'result',
+    job_id: frame.jobId,
+    indices: [Array(TOP_K).fill(1), Array(TOP_K).fill(2)],
+    probabilities: [Array(TOP_K).fill(0.1), Array(TOP_K).fill(0.1)],
+    compute_ms: 1,
+  });
+  const outcome = await j.outcome();
+  assert.ok(outcome.ok);
+  assert.equal(outcome.executor.id, honest.id);
+  assert.equal(outcome.result.indices[0], 703);
+  const status = hub.volunteers.list().find((v) => v.id === liar.id);
+  assert.equal(status?.violations, 1);
+  assert.equal(status?.failures, 1);
+  assert.equal(status?.state, 'resting', 'a tab whose batch failed takes no work for a while');
+  assert.equal(liar.jobs.length, 1);
+});
+
+test('a hello with the wrong model hash is refused and closed', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const tab = await FakeVolunteer.connect(t, hub.url, 0);
+  await tab.hello({ model_sha256: 'cd'.repeat(32) });
+  const closed = await tab.closed;
+  const refused = tab.messages.find((m) => m.type === 'refused');
+  assert.ok(refused, 'the tab is told why');
+  assert.match(refused.reason, new RegExp(MODEL_SHA));
+  assert.equal(closed.code, CLOSE_REFUSED);
+  assert.equal(hub.scheduler.listExecutors().length, 0);
+  assert.equal(hub.volunteers.stats().refused_hellos, 1);
+});
+
+test('a tab without the token, or from a foreign origin, is refused at the upgrade', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t, { token: 's3cret-token' });
+  assert.equal(await upgradeStatus(hub.url), 401);
+  assert.equal(await upgradeStatus(`${hub.url}?token=wrong`), 401);
+  assert.equal(await upgradeStatus(hub.url, { protocols: ['s3cret-tokex'] }), 401);
+  assert.equal(await upgradeStatus(`${hub.url}?token=s3cret-token`), 101);
+  assert.equal(await upgradeStatus(hub.url, { protocols: ['resnet-hub', 's3cret-token'] }), 101);
+
+  const withToken = `${hub.url}?token=s3cret-token`;
+  assert.equal(await upgradeStatus(withToken, { origin: 'https://evil.example' }), 403);
+  assert.equal(await upgradeStatus(withToken, { origin: 'null' }), 403);
+  assert.equal(await upgradeStatus(withToken, { origin: `http://localhost:5173` }), 101);
+  assert.equal(await upgradeStatus(withToken, { origin: 'https://hub.example', headers: { host: 'hub.example' } }), 101, 'same host as Host');
+  assert.deepEqual(hub.volunteers.stats().refused_upgrades, { origin: 2, token: 3, capacity: 0, stopping: 0 });
+});
+
+test('the allowed origins can be set', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t, { allowedOrigins: ['https://volunteers.example'] });
+  assert.equal(await upgradeStatus(hub.url, { origin: 'https://volunteers.example' }), 101);
+  assert.equal(await upgradeStatus(hub.url, { origin: 'http://volunteers.example' }), 403);
+  assert.equal(await upgradeStatus(hub.url, { origin: 'http://localhost:5173' }), 403, 'the list replaces the localhost defaults');
+});
+
+test('quarantine re-queues the job in flight, tells the tab, and sends it no more jobs', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const suspect = await FakeVolunteer.connect(t, hub.url, 800);
+  const other = await FakeVolunteer.connect(t, hub.url, 100);
+  await joined(hub, suspect, { per_image_ms: 1 });
+  await joined(hub, other, { per_image_ms: 50 });
+  const quarantined: string[] = [];
+  hub.volunteers.on('quarantined', (status, reason) => quarantined.push(`${status.id}: ${reason}`));
+
+  suspect.mode = 'hold';
+  const first = job(1);
+  hub.scheduler.submit(first);
+  const frame = await waitFor(() => suspect.jobs[0], 'the job to reach the suspect');
+  assert.equal(hub.volunteers.quarantine(suspect.id, 'disagreed with the local worker'), true);
+
+  const outcome = await first.outcome();
+  assert.ok(outcome.ok);
+  assert.equal(outcome.executor.id, other.id, 'the job in flight was re-queued at once');
+  const told = await waitFor(() => suspect.messages.find((m) => m.type === 'quarantined'), 'the quarantined message');
+  assert.equal(told.reason, 'disagreed with the local worker');
+  assert.deepEqual(quarantined, [`${suspect.id}: disagreed with the local worker`]);
+
+  suspect.result(frame); // too late, and harmless
+  const more = [2, 3, 4].map(job);
+  more.forEach((m) => hub.scheduler.submit(m));
+  const outcomes = await Promise.all(more.map((m) => m.outcome()));
+  assert.deepEqual(outcomes.map((o) => (o.ok ? o.executor.id : o.error.code)), [other.id, other.id, other.id]);
+  assert.equal(suspect.jobs.length, 1, 'no job after quarantine');
+  assert.deepEqual(hub.scheduler.listExecutors().map((e) => e.id), [other.id], 'out of the scheduler');
+
+  const status = hub.volunteers.list().find((v) => v.id === suspect.id);
+  assert.equal(status?.state, 'quarantined');
+  assert.equal(status?.quarantine_reason, 'disagreed with the local worker');
+  assert.equal(status?.violations, 0, 'a late answer is not a violation');
+  assert.equal(hub.volunteers.quarantine('volunteer-nobody', 'x'), false);
+});
+
+test('a failed or timed-out batch is re-run elsewhere, and a tab that keeps failing is quarantined', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t, { jobTimeout: { minMs: 150, factor: 1 }, maxConsecutiveFailures: 2, failureRestMs: 50 });
+  const flaky = await FakeVolunteer.connect(t, hub.url, 900);
+  const other = await FakeVolunteer.connect(t, hub.url, 100);
+  await joined(hub, flaky, { per_image_ms: 1 });
+  await joined(hub, other, { per_image_ms: 50 });
+  other.answerDelayMs = 30; // so that, once measured, it is still slower than the flaky tab claims to be
+  flaky.mode = 'hold';
+
+  const failed = job(1);
+  hub.scheduler.submit(failed);
+  const frame = await waitFor(() => flaky.jobs[0], 'the first job');
+  flaky.send({ type: 'job_failed', job_id: frame.jobId, message: 'device lost' });
+  const first = await failed.outcome();
+  assert.ok(first.ok);
+  assert.equal(first.executor.id, other.id, 'the failing tab rests; the batch goes to the other');
+  await waitFor(() => hub.volunteers.list().find((v) => v.id === flaky.id && v.state === 'ready'), 'the rest to end');
+
+  const timedOut = job(2);
+  hub.scheduler.submit(timedOut);
+  await waitFor(() => flaky.jobs[1], 'the second job');
+  const second = await timedOut.outcome();
+  assert.ok(second.ok);
+  assert.equal(second.executor.id, other.id);
+
+  const status = await waitFor(() => hub.volunteers.list().find((v) => v.id === flaky.id && v.state === 'quarantined'), 'quarantine');
+  assert.equal(status.failures, 2);
+  assert.match(status.quarantine_reason ?? '', /2 batches in a row failed/);
+  await waitFor(() => flaky.messages.find((m) => m.type === 'quarantined'), 'the quarantined message');
+});
+
+test('stopAll tells every tab to stop, closes them, and refuses new ones', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const hub = await startTestHub(t);
+  const tab = await FakeVolunteer.connect(t, hub.url, 0);
+  await joined(hub, tab);
+  await hub.volunteers.stopAll('maintenance');
+  const closed = await tab.closed;
+  assert.equal(closed.code, CLOSE_STOP);
+  const stop = tab.messages.find((m) => m.type === 'stop');
+  assert.equal(stop?.type === 'stop' && stop.reason, 'maintenance');
+  assert.equal(hub.volunteers.list().length, 0);
+  assert.equal(hub.scheduler.listExecutors().length, 0);
+  assert.equal(await upgradeStatus(hub.url), 503);
+});
