@@ -7,7 +7,6 @@ import { ClassifyRequestSchema } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { AdmittedRequest } from '../hub/admitted-request.ts';
 
-
 export interface AdmissionLimits {
   maxImageBytes: number;
 }

@@ -1,7 +1,7 @@
 /**
  * The registry of volunteer tabs: who is connected, in which state, and the hub's end of
- * `/ws/volunteer` through which they come. Admits a tab at the HTTP upgrade (Origin, token), greets
- * it, turns it into a VolunteerExecutor once it says hello with the right model, routes its
+ * `/ws/volunteer` through which they come. Admits a tab at the HTTP upgrade (Origin, token),
+ * greets it, turns it into a VolunteerExecutor once it says hello with the right model, routes its
  * answers, drops it when it falls silent, and takes whatever a hostile or broken tab sends
  * without harm to the hub: refused, counted, logged, never thrown.
  */
@@ -26,13 +26,7 @@ import { VolunteerExecutor } from './volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
 import type { Logger } from '../../lib/log.ts';
 import { refuseUpgrade, upgradeRefusal } from '../front/upgrade-guard.ts';
-import {
-  CLOSE_WAIT_MS,
-  connectionStatus,
-  rawText,
-  sendJobFrame,
-  sendMessage,
-} from './volunteer-connection.ts';
+import { CLOSE_WAIT_MS, connectionStatus, rawText, sendJobFrame, sendMessage } from './volunteer-connection.ts';
 import type { Connection } from './volunteer-connection.ts';
 import { volunteerSettings } from './volunteer-options.ts';
 import type { VolunteerRegistryEvents, VolunteerRegistryOptions, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';

@@ -11,7 +11,7 @@ import { launchChromium } from '../../kit/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from '../support/volunteers.ts';
 import type { LaunchedBrowser } from '../../kit/browser.ts';
 import { spawnHub } from '../../kit/hub-process.ts';
-import { TINY_MODEL_DIR } from '../../kit/paths.ts';
+import { TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../kit/zmq-clients.ts';
 
 
@@ -103,7 +103,7 @@ describe('volunteers on the tiny model', () => {
 
 test('the full ResNet50 runs through WebGPU on a volunteer', { timeout: 600_000 }, async () => {
   const browser = await launchChromium();
-  const hub = await spawnHub({ args: ['--workers', '0'] });
+  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--workers', '0'] });
   try {
     const { tab } = await joinVolunteer(browser, hub, '', 400_000);
     const started = performance.now();
