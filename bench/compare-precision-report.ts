@@ -13,7 +13,7 @@ import { lscpuModelName } from './machine.ts';
 import { hubParallelism } from './report.ts';
 import type { BenchStep, Headline } from './report.ts';
 import type { RssSummary } from '../kit/rss-sampler.ts';
-import { THREAD_GROUPS } from './thread-cpu.ts';
+import { THREAD_GROUPS } from '../kit/thread-cpu.ts';
 import { round } from '../shared/stats.ts';
 import type { Precision } from '../shared/protocol/classify.ts';
 

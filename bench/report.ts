@@ -9,8 +9,8 @@ import type { CpuShare } from './cpu-share.ts';
 import type { HubExit } from './hub.ts';
 import type { StepResult } from './load-generator.ts';
 import type { RssSummary } from '../kit/rss-sampler.ts';
-import { formatThreadCpu } from './thread-cpu.ts';
-import type { ThreadCpu } from './thread-cpu.ts';
+import { formatThreadCpu } from '../kit/thread-cpu.ts';
+import type { ThreadCpu } from '../kit/thread-cpu.ts';
 import { round } from '../shared/stats.ts';
 import { renderChart } from './svg-chart.ts';
 

@@ -12,8 +12,8 @@ import type { Progress } from './progress.ts';
 import type { BenchStep } from './report.ts';
 import { sampleRss } from '../kit/rss-sampler.ts';
 import type { RssSummary } from '../kit/rss-sampler.ts';
-import { threadCpu, threadSnapshot } from './thread-cpu.ts';
-import type { ThreadCpu, ThreadSnapshot } from './thread-cpu.ts';
+import { threadCpu, threadSnapshot } from '../kit/thread-cpu.ts';
+import type { ThreadCpu, ThreadSnapshot } from '../kit/thread-cpu.ts';
 
 const RSS_INTERVAL_MS = 250;
 

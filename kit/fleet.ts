@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { spawnHub } from './hub-process.ts';
+import { launchHub } from './hub-process.ts';
 import type { HubProcess } from './hub-process.ts';
 import { PHOTOS_DIR } from './paths.ts';
 import { PHOTO_NAMES } from './zmq-clients.ts';
@@ -29,7 +29,7 @@ const ONE_WORKER = ['--engine', 'onnx', '--workers', '1', '--threads-per-worker'
 export async function startFleetHub(n: number, port: string, options: FleetOptions): Promise<FleetHub> {
   const address = `127.0.0.${n}`;
   const id = `hub-${n}`;
-  const hub = await spawnHub({
+  const hub = await launchHub({
     args: ['--model-dir', options.modelDir, ...ONE_WORKER, '--zmq', `tcp://${address}:${port}`, '--hub-id', id, ...(options.args ?? [])],
   });
   return Object.assign(hub, { id, address });
@@ -41,7 +41,7 @@ export async function startFleetHub(n: number, port: string, options: FleetOptio
  * only one exports model.onnx if it is missing.
  */
 export async function startFleet(count: number, options: FleetOptions): Promise<{ hubs: FleetHub[]; port: string }> {
-  const first = await spawnHub({
+  const first = await launchHub({
     args: ['--model-dir', options.modelDir, ...ONE_WORKER, '--zmq', 'tcp://127.0.0.1:*', '--hub-id', 'hub-1', ...(options.args ?? [])],
   });
   const port = /:(\d+)$/.exec(first.zmq)?.[1];

@@ -18,7 +18,7 @@ export interface HubProcess {
   exited: Promise<number | null>;
 }
 
-export interface SpawnHubOptions {
+export interface LaunchHubOptions {
   args?: string[];
   /**
    * The store it serves. Default: the tiny model (the same layer types, milliseconds per image),
@@ -35,7 +35,7 @@ export interface SpawnHubOptions {
   env?: Record<string, string>;
 }
 
-export async function spawnHub(options: SpawnHubOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
+export async function launchHub(options: LaunchHubOptions = {}): Promise<HubProcess & { ready: Promise<void> }> {
   const args = [
     ...(options.nodeArgs ?? []),
     ...LOOPBACK_HUB_ARGV,

@@ -50,6 +50,8 @@ const ConfigSchema = z.object({
   verifyFraction: z.coerce.number().min(0).max(1),
   volunteerToken: z.string().min(8, 'use a token of at least 8 characters').optional(),
   volunteerOrigins: z.string().optional(),
+  /** Volunteer connections held at once; more are refused at the upgrade. */
+  maxVolunteers: z.coerce.number().int().min(0).max(100_000),
   /** Requests accepted but not yet running (decoding or queued) beyond which new ones get `overloaded`. */
   maxQueue: z.coerce.number().int().min(1).max(1_000_000),
   /** Deadline for requests that carry none; 0: none. */
@@ -131,6 +133,7 @@ function buildCommand(): Command {
         'HUB_VOLUNTEER_ORIGINS',
       ),
     )
+    .addOption(opt('--max-volunteers <n>', 'volunteer tabs connected at once; more are refused at the upgrade', 'HUB_MAX_VOLUNTEERS', 256))
     .addOption(opt('--max-queue <n>', 'requests waiting (decoding or queued) beyond which new ones are refused as overloaded', 'HUB_MAX_QUEUE', 256))
     .addOption(opt('--default-deadline-ms <ms>', 'deadline for requests that carry no deadline_ms; 0: none', 'HUB_DEFAULT_DEADLINE_MS', 0))
     .addOption(new Option('--api-token <token>', 'require "Authorization: Bearer <token>" on the HTTP API, /metrics and /ws/events').env('HUB_API_TOKEN'))

@@ -142,6 +142,7 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
     log,
     token: config.volunteerToken,
     allowedOrigins,
+    maxConnections: config.maxVolunteers,
   });
 
   // New weights while serving.

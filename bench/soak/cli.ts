@@ -16,6 +16,10 @@ export interface SoakOptions {
   storm: boolean;
   /** This many hubs, killed and restarted in turn under client load, instead of one (bench/soak/fleet-soak.ts). */
   fleet?: number;
+  /** This many protocol-level volunteer peers, honest then mixed, instead of the mixed load (bench/soak/swarm-soak.ts). */
+  swarm?: number;
+  /** Measured seconds of each swarm run. */
+  swarmSeconds: number;
   modelDir: string;
   engine: EngineChoice;
   workers: number;
@@ -69,6 +73,8 @@ export function parseSoakOptions(argv: readonly string[]): SoakOptions {
     )
     .option('--minutes <n>', 'how long the load runs (warm-up included)', positive(24 * 60), 10)
     .option('--fleet <n>', 'instead of the mixed load: n hubs on loopback behind the client library, one killed (SIGKILL or SIGTERM) and restarted every 20 s', intRange(2, 8))
+    .option('--swarm <n>', 'instead of the mixed load: n protocol-level volunteer peers, an honest swarm then a mixed one (silent, vanishing, failing, crawling)', intRange(1, 5000))
+    .option('--swarm-seconds <s>', 'measured seconds of each swarm run', positive(3600), 20)
     .option('--storm', 'instead of the mixed load: floods, pipelining, vanishing clients, HTTP aborts and silent WebSockets in turn', false)
     .option('--model-dir <dir>', 'model store the hub serves (models/test-resnet50: the full ResNet50)', 'models/test-tiny')
     .addOption(new Option('--engine <name>', "the hub's inference engine").choices(ENGINE_CHOICES).default('onnx'))

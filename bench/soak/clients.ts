@@ -9,7 +9,7 @@
 import * as zmq from 'zeromq';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import type { Ledger, SettledReply } from './ledger.ts';
-import type { Random } from './random.ts';
+import type { Random } from '../../kit/random.ts';
 import type { RequestMix } from './requests.ts';
 
 export interface ClientContext {

@@ -5,7 +5,7 @@
 import { runHttpClient, runZmqClient } from './clients.ts';
 import type { ClientContext } from './clients.ts';
 import type { Ledger } from './ledger.ts';
-import { seededRandom } from './random.ts';
+import { seededRandom } from '../../kit/random.ts';
 import type { RequestMix } from './requests.ts';
 
 export interface LoadOptions {

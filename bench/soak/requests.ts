@@ -10,8 +10,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { crafted } from '../../kit/bad-images.ts';
 import { REPO_ROOT } from '../../lib/repo-root.ts';
-import { pickOne, pickWeighted } from './random.ts';
-import type { Random } from './random.ts';
+import { pickOne, pickWeighted } from '../../kit/random.ts';
+import type { Random } from '../../kit/random.ts';
 
 /** What the ledger needs to judge a reply. */
 export interface Expectation {

@@ -10,7 +10,7 @@ import { launchChromium } from '../../kit/browser.ts';
 import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
 import { fetchStatus } from './hub-status.ts';
 import type { StatusSource } from './hub-status.ts';
-import type { Random } from './random.ts';
+import type { Random } from '../../kit/random.ts';
 
 export interface VolunteerEvent {
   at_s: number;

@@ -25,6 +25,12 @@ export interface Executor {
   readonly modelSha256: string;
   /** Whether it may be given work now (warm, not quarantined, not leaving). */
   readonly available: boolean;
+  /**
+   * Whether its expected time is its own record: a local worker always; a volunteer only once
+   * it has answered enough jobs (before that it is what the tab claimed). Hedges go to proven
+   * executors only, so a late job never lands on another unknown.
+   */
+  readonly proven: boolean;
   /** Expected time from handing over a batch of this size to its result. */
   expectedServiceMs(batchSize: number): number;
   /**

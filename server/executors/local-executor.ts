@@ -42,6 +42,7 @@ interface Pending {
 export type LocalExecutorState = 'starting' | 'ready' | 'stopping' | 'exited';
 
 export class LocalExecutor implements Executor {
+  readonly proven = true;
   readonly kind = 'local';
   readonly capacity = 1;
   readonly id: string;

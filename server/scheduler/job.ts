@@ -61,6 +61,8 @@ export class Job {
   readonly enqueuedAt = performance.now();
   startedAt: number | undefined;
   attempts = 0;
+  /** Tries that failed on volunteers (a vanished or failing tab). */
+  volunteerFailures = 0;
   /** Executors running this job now: more than one while a hedge is under way. */
   readonly runningOn = new Set<object>();
   private settledOutcome: JobOutcome | undefined;

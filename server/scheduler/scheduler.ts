@@ -38,22 +38,34 @@ export interface SchedulerOptions {
   batchWaitMs?: number;
   offload?: OffloadMode;
   /**
-   * A batch still running `hedgeAfter(expected)` ms past its expected end is run again on an
-   * idle executor, if there is one. Undefined: never hedge.
+   * A batch still running `hedgeAfter(expected, executor)` ms past its expected end is run again
+   * on an idle proven executor, if there is one. Undefined: never hedge.
    */
-  hedgeAfter?: (expectedMs: number) => number;
+  hedgeAfter?: (expectedMs: number, executor: Executor) => number;
 }
 
 interface InFlight {
   jobs: Job[];
+  startedAt: number;
   expectedEndAt: number;
   hedgeTimer?: NodeJS.Timeout;
 }
 
-/** Hedging waits at least as long again as the batch was expected to take, and never less than this. */
-export function defaultHedgeAfter(expectedMs: number): number {
-  return Math.max(expectedMs, 500);
+/**
+ * How long past its expected end a batch waits before it is hedged: as long again as it was
+ * expected to take, and never less than a floor. The floor is low for an executor whose
+ * expectation is its own record (a proven volunteer that has been fast: a late answer from it
+ * is news), and high for one still on its claim, whose lateness says little yet.
+ */
+export function defaultHedgeAfter(expectedMs: number, executor: Executor): number {
+  return Math.max(expectedMs, executor.proven ? PROVEN_HEDGE_FLOOR_MS : UNPROVEN_HEDGE_FLOOR_MS);
 }
+export const PROVEN_HEDGE_FLOOR_MS = 50;
+export const UNPROVEN_HEDGE_FLOOR_MS = 500;
+/** With nobody proven free to take a hedge, it is looked for again this often. */
+const HEDGE_RETRY_MS = 20;
+/** After this many failed tries on volunteers, a job runs only on local workers (when there are any). */
+const VOLUNTEER_TRIES = 2;
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly queue: Job[] = [];
@@ -63,7 +75,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly maxAttempts: number;
   private readonly batchWaitMs: number;
   private readonly offload: OffloadMode;
-  private readonly hedgeAfter: ((expectedMs: number) => number) | undefined;
+  private readonly hedgeAfter: ((expectedMs: number, executor: Executor) => number) | undefined;
   private reviewer: ResultReviewer | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private pumping = false;
@@ -233,26 +245,49 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private eligible(job: Job, executor: Executor): boolean {
     if (!executor.available || this.retiring.has(executor) || job.runningOn.has(executor)) return false;
     if (job.model && job.model.sha256 !== executor.modelSha256) return false;
-    return executor.kind === 'local' || (job.offload && this.offload !== 'off');
+    if (executor.kind === 'local') return true;
+    return job.offload && this.offload !== 'off' && !(job.volunteerFailures >= VOLUNTEER_TRIES && this.hasLocalExecutor());
+  }
+
+  private hasLocalExecutor(): boolean {
+    for (const executor of this.executors.keys()) if (executor.kind === 'local' && executor.available && !this.retiring.has(executor)) return true;
+    return false;
   }
 
   private hasFreeSlot(executor: Executor): boolean {
     return (this.executors.get(executor)?.length ?? Infinity) < executor.capacity;
   }
 
-  /** When could this executor start new work, if it were given it now? */
+  /**
+   * When could this executor start new work, if it were given it now? A batch past its expected
+   * end is expected to run at least as long again as it has run so far: an executor that has
+   * gone quiet (a frozen tab) looks later and later, never "free any moment now", so the queue
+   * does not wait on it while others stand idle.
+   */
   private startTime(executor: Executor, now: number): number {
     if (this.hasFreeSlot(executor)) return now;
-    const ends = (this.executors.get(executor) ?? []).map((batch) => batch.expectedEndAt);
+    const ends = (this.executors.get(executor) ?? []).map((batch) => (batch.expectedEndAt >= now ? batch.expectedEndAt : now + (now - batch.startedAt)));
     return Math.max(now, Math.min(...ends));
   }
 
+  /**
+   * Proven executors first: while those that have earned their record can start everything
+   * waiting, a newcomer (whose speed is only its claim, and which may be a tab that just went
+   * silent or failed and came back) waits. Newcomers get the work the proven ones cannot take
+   * now, and earn their standing with it.
+   */
   private earliestFinisher(job: Job): Executor | undefined {
     if (this.offload === 'prefer') {
-      const freeVolunteer = this.pickEarliest(job, (e) => e.kind === 'volunteer' && this.hasFreeSlot(e));
+      const freeVolunteer =
+        this.pickEarliest(job, (e) => e.kind === 'volunteer' && e.proven && this.hasFreeSlot(e)) ??
+        this.pickEarliest(job, (e) => e.kind === 'volunteer' && this.hasFreeSlot(e));
       if (freeVolunteer) return freeVolunteer;
     }
-    return this.pickEarliest(job, () => true);
+    let provenFree = 0;
+    for (const executor of this.executors.keys()) if (executor.proven && this.hasFreeSlot(executor) && this.eligible(job, executor)) provenFree++;
+    // More waiting than the proven ones free can start: newcomers take the rest.
+    const newcomersWelcome = provenFree < this.queue.length;
+    return this.pickEarliest(job, (e) => e.proven || newcomersWelcome);
   }
 
   private pickEarliest(job: Job, include: (executor: Executor) => boolean): Executor | undefined {
@@ -291,7 +326,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (jobs.length === 0) return;
     const startedAt = performance.now();
     const expectedMs = executor.expectedServiceMs(jobs.length);
-    const inFlight: InFlight = { jobs, expectedEndAt: startedAt + expectedMs };
+    const inFlight: InFlight = { jobs, startedAt, expectedEndAt: startedAt + expectedMs };
     this.executors.get(executor)!.push(inFlight);
     for (const job of jobs) {
       job.startedAt ??= startedAt;
@@ -299,7 +334,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       job.runningOn.add(executor);
     }
     if (this.hedgeAfter) {
-      inFlight.hedgeTimer = setTimeout(() => this.hedge(executor, inFlight), expectedMs + this.hedgeAfter(expectedMs));
+      inFlight.hedgeTimer = setTimeout(() => this.hedge(executor, inFlight), expectedMs + this.hedgeAfter(expectedMs, executor));
       inFlight.hedgeTimer.unref();
     }
     this.emit('started', jobs, executor);
@@ -330,7 +365,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         const failure = error instanceof Error ? error : new Error(String(error));
         this.emit('batchFailed', jobs, executor, failure);
         for (const job of jobs) job.runningOn.delete(executor);
-        this.retryOrFail(jobs, failure);
+        this.retryOrFail(jobs, failure, executor);
       })
       .finally(() => {
         clearTimeout(inFlight.hedgeTimer);
@@ -346,17 +381,17 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * The batch is late: run its unsettled jobs again on an idle executor (never the same one),
-   * and let the first answer win. Only idle capacity is used, so hedging never delays others.
+   * The batch is late: run its unsettled jobs again on an idle proven executor (never the same
+   * one), and let the first answer win. Only idle capacity is used, so hedging never delays
+   * others; an unproven one is never used, so a late job does not land on another unknown.
    */
   private hedge(from: Executor, inFlight: InFlight): void {
     const jobs = inFlight.jobs.filter((job) => !job.settled);
     if (jobs.length === 0 || this.closedWith) return;
-    const idle = this.pickEarliest(jobs[0], (e) => e !== from && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
+    const idle = this.pickEarliest(jobs[0], (e) => e !== from && e.proven && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
     if (!idle) {
-      // Nobody is free now; look again after another interval.
-      const expectedMs = Math.max(1, inFlight.expectedEndAt - (jobs[0].startedAt ?? inFlight.expectedEndAt));
-      inFlight.hedgeTimer = setTimeout(() => this.hedge(from, inFlight), this.hedgeAfter?.(expectedMs) ?? expectedMs);
+      // Nobody proven is free now; look again soon.
+      inFlight.hedgeTimer = setTimeout(() => this.hedge(from, inFlight), HEDGE_RETRY_MS);
       inFlight.hedgeTimer.unref();
       return;
     }
@@ -364,15 +399,21 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.dispatch(idle, jobs.slice(0, idle.maxBatch));
   }
 
-  /** Jobs of a failed batch go back to the front of the queue, in order, unless they have had their tries. */
-  private retryOrFail(jobs: Job[], error: Error): void {
+  /**
+   * Jobs of a failed batch go back to the front of the queue, in order, unless they have had
+   * their tries. Volunteers failing never use up a job's tries while a local worker could
+   * compute it: after VOLUNTEER_TRIES such failures it waits for a local worker instead.
+   */
+  private retryOrFail(jobs: Job[], error: Error, executor: Executor): void {
+    const localCanCompute = executor.kind === 'volunteer' && this.hasLocalExecutor();
     const retry: Job[] = [];
     for (const job of jobs) {
       // Settled, or still running elsewhere (a hedge): nothing to re-queue.
       if (job.settled || job.runningOn.size > 0) continue;
       // It has no answer yet: after a swap it is computed with the model in use now.
       if (!job.pinned && this.current) job.model = this.current;
-      if (job.attempts < this.maxAttempts) retry.push(job);
+      if (executor.kind === 'volunteer') job.volunteerFailures++;
+      if (job.attempts < this.maxAttempts || localCanCompute) retry.push(job);
       else job.settle({ ok: false, error: new ServiceError('internal', `inference failed ${job.attempts} times: ${error.message}`) });
     }
     this.queue.unshift(...retry);

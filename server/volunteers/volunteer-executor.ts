@@ -34,6 +34,13 @@ export const DEFAULT_JOB_TIMEOUT: JobTimeout = { minMs: 60_000, factor: 20 };
 export const DEFAULT_MAX_CONSECUTIVE_FAILURES = 3;
 export const DEFAULT_FAILURE_REST_MS = 1000;
 const MAX_FAILURE_REST_MS = 30_000;
+/**
+ * A tab is on probation until it has answered this many jobs: one image at a time, and its
+ * claimed speed counts for no more than NEWCOMER_FLOOR_MS an image. A tab that reconnects
+ * starts again here, so a bad record cannot be shed by reconnecting into a good one.
+ */
+export const PROBATION_JOBS = 3;
+export const NEWCOMER_FLOOR_MS = 15;
 
 export interface VolunteerExecutorOptions {
   id: string;
@@ -84,7 +91,8 @@ export class VolunteerExecutor implements Executor {
   readonly capacity = 1;
   readonly id: string;
   readonly engine: VolunteerBackend;
-  readonly maxBatch: number;
+  /** The batch limit once proven (the tab's and the hub's); on probation, one image. */
+  readonly batchLimit: number;
   /** The model the tab said hello with (the hub checked it was the one it serves then). */
   readonly modelSha256: string;
   readonly adapter: AdapterInfo | undefined;
@@ -121,7 +129,7 @@ export class VolunteerExecutor implements Executor {
     this.modelSha256 = hello.model_sha256;
     this.adapter = hello.adapter;
     this.userAgent = hello.user_agent;
-    this.maxBatch = Math.max(1, Math.min(hello.max_batch, options.maxBatch));
+    this.batchLimit = Math.max(1, Math.min(hello.max_batch, options.maxBatch));
     this.compute = new ServiceTimeEstimate(hello.per_image_ms);
     this.link = options.link;
     this.topK = options.topK;
@@ -129,6 +137,15 @@ export class VolunteerExecutor implements Executor {
     this.timeout = options.timeout ?? DEFAULT_JOB_TIMEOUT;
     this.maxConsecutiveFailures = options.maxConsecutiveFailures ?? DEFAULT_MAX_CONSECUTIVE_FAILURES;
     this.failureRestMs = options.failureRestMs ?? DEFAULT_FAILURE_REST_MS;
+  }
+
+  /** Answered enough jobs on this connection that its record, not its claim, says how fast it is. */
+  get proven(): boolean {
+    return this.jobsDone >= PROBATION_JOBS;
+  }
+
+  get maxBatch(): number {
+    return this.proven ? this.batchLimit : 1;
   }
 
   /** Busy still counts: the scheduler may plan to give it the next batch when this one ends. */
@@ -153,7 +170,8 @@ export class VolunteerExecutor implements Executor {
   }
 
   expectedServiceMs(batchSize: number): number {
-    return this.networkMs + this.compute.expectedMs(batchSize);
+    const computeMs = this.compute.expectedMs(batchSize);
+    return this.networkMs + (this.proven ? computeMs : Math.max(computeMs, NEWCOMER_FLOOR_MS * batchSize));
   }
 
   onAvailabilityChange(listener: () => void): void {

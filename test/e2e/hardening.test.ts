@@ -14,7 +14,7 @@ import type { StatusReport } from '../../shared/protocol/status.ts';
 import { launchChromium } from '../../kit/browser.ts';
 import { codeOf, countBy, runClosedLoop } from '../../kit/closed-loop.ts';
 import { TEST_MODEL_DIR } from '../../kit/paths.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from '../../kit/zmq-clients.ts';
 
@@ -40,7 +40,7 @@ async function serviceTimeMs(hub: HubProcess, body: string): Promise<number> {
 
 test('overload: 64 closed-loop clients against --max-queue 8: every request answered, fast refusals, bounded latency', async () => {
   const maxQueue = 8;
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--max-queue', String(maxQueue)] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--max-queue', String(maxQueue)] });
   try {
     const body = (id: string) => payloadOf(photo('chelsea'), { request_id: id });
     const serviceMs = await serviceTimeMs(hub, body('warm'));
@@ -70,7 +70,7 @@ test('overload: 64 closed-loop clients against --max-queue 8: every request answ
 });
 
 test('deadlines: short-deadline requests under load get timeout and never reach the engine; a running one is answered at its deadline', async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--max-queue', '1000'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--max-queue', '1000'] });
   try {
     const serviceMs = await serviceTimeMs(hub, payloadOf(photo('coffee')));
     const before = await engineImages(hub);
@@ -113,7 +113,7 @@ test('deadlines: short-deadline requests under load get timeout and never reach 
 });
 
 test('--default-deadline-ms applies to requests without deadline_ms', async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--default-deadline-ms', '1'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...ONE_WORKER, '--default-deadline-ms', '1'] });
   try {
     assert.equal(expectError((await dealerRequest(hub.zmq, payloadOf(photo('chelsea')))).reply).error.code, 'timeout');
     expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('chelsea'), { deadline_ms: 60_000 }))).reply);
@@ -123,7 +123,7 @@ test('--default-deadline-ms applies to requests without deadline_ms', async () =
 });
 
 test('drain: SIGTERM in the middle of a load run: everything sent before it is answered (result or shutting_down), readiness 503 at once, exit 0', async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '2'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '2'] });
   let signalledAt = Infinity;
   let readyAfterSignal: number | undefined;
   let readyTurnedAfterMs = Infinity;
@@ -160,7 +160,7 @@ test('drain: SIGTERM in the middle of a load run: everything sent before it is a
 });
 
 test('GET /metrics: Prometheus text with requests, latencies, batches, queue and executors', async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1'] });
   try {
     expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
     expectError((await dealerRequest(hub.zmq, JSON.stringify({ payload: 'bm90IGFuIGltYWdl' }))).reply);
@@ -187,7 +187,7 @@ test('GET /metrics: Prometheus text with requests, latencies, batches, queue and
 
 test('--api-token guards the HTTP API, /metrics and /ws/events; probes and the web app stay open', async () => {
   const token = 'a-long-enough-test-token';
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1', '--api-token', token] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1', '--api-token', token] });
   try {
     const bearer = { Authorization: `Bearer ${token}` };
     for (const path of ['/api/status', '/metrics']) {
@@ -236,7 +236,7 @@ test('--api-token guards the HTTP API, /metrics and /ws/events; probes and the w
 });
 
 test('drain edge cases: a burst sent just before SIGTERM is answered with its ids; a connection that never sent a request does not hold the exit', { timeout: 90_000 }, async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1'] });
   const idle = connect(Number(new URL(hub.http).port), '127.0.0.1'); // as browsers pre-open them
   await new Promise((resolve) => idle.once('connect', resolve));
   const connected: Array<Promise<void>> = [];
@@ -267,7 +267,7 @@ test('drain edge cases: a burst sent just before SIGTERM is answered with its id
 
 test('a body over --max-image-bytes still arriving gets its 413, not a broken pipe', { timeout: 90_000 }, async () => {
   const limit = 1024 * 1024;
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1', '--max-image-bytes', String(limit)] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--engine', 'onnx', '--workers', '1', '--max-image-bytes', String(limit)] });
   try {
     const body = new Uint8Array(3 * limit).fill(0xff);
     for (let i = 0; i < 10; i++) {

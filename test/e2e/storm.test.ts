@@ -15,7 +15,7 @@ import { StormLedger } from '../../kit/attackers/ledger.ts';
 import { httpAborters, httpUploaders } from '../../kit/attackers/http-attackers.ts';
 import { noBackoffClients, pipelinedClients, vanishingClients } from '../../kit/attackers/zmq-attackers.ts';
 import { connectAndDrop, silentPeers } from '../../kit/attackers/ws-attackers.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
 import { dealerRequest, expectSuccess, photo } from '../../kit/zmq-clients.ts';
@@ -73,7 +73,7 @@ test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one
   // Without solo mode, a lone request takes what one worker takes: the unit a queue is made
   // of. (Solo mode serves a lone request on every core, ~1.9× faster than any request can be
   // served under load; npm run soak -- --storm runs the default and reports both ratios.)
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '8', '--solo-threads', '0'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '8', '--solo-threads', '0'] });
   try {
     const serviceMs = await serviceTimeMs(hub);
     const rssBefore = await settledRssMiB(hub);
@@ -92,7 +92,7 @@ test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one
 });
 
 test('storm: 128 DEALERs with 8 requests in flight each against --max-queue 16, replies matched by request_id', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
   try {
     // A short round first: the baseline is the hub's memory once its allocators have met this load.
     await pipelinedClients({ endpoint: hub.zmq, clients: 128, inFlight: 8, body, ledger: new StormLedger(), until: sleep(500), replyTimeoutMs: 20_000 });
@@ -109,7 +109,7 @@ test('storm: 128 DEALERs with 8 requests in flight each against --max-queue 16, 
 
 test('storm: 300 REQ and DEALER clients send and vanish while 8 others keep working; their replies are dropped and counted', { timeout: 120_000 }, async () => {
   // A queue long enough to take every vanishing request: each is computed, and its reply dropped.
-  const hub = await spawnHub({ args: [...TINY, '--max-queue', '1000'] });
+  const hub = await launchHub({ args: [...TINY, '--max-queue', '1000'] });
   try {
     // A first round, so the baseline includes what libzmq and the allocators keep once they
     // have seen hundreds of connections (measured: RSS settles after it and stays flat over 8 rounds).
@@ -136,7 +136,7 @@ test('storm: 300 REQ and DEALER clients send and vanish while 8 others keep work
 });
 
 test('storm: 64 concurrent HTTP uploaders with and without keep-alive, plus clients aborting mid-upload and mid-response', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
   try {
     const rssBefore = await settledRssMiB(hub);
     const ledger = new StormLedger();
@@ -158,7 +158,7 @@ test('storm: 64 concurrent HTTP uploaders with and without keep-alive, plus clie
 });
 
 test('storm: event-stream and volunteer WebSockets that never read or drop at once, in hundreds, while requests run', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ args: TINY });
+  const hub = await launchHub({ args: TINY });
   try {
     // A small first round: the baseline includes the buffers a crowd of sockets leaves allocated.
     (await silentPeers(hub.http, '/ws/events', 64)).close();
@@ -197,7 +197,7 @@ test('storm: event-stream and volunteer WebSockets that never read or drop at on
 });
 
 test('storm: SIGTERM in the middle of pipelined, no-back-off and HTTP storms: every request sent before it is answered, exit 0', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: [...TWO_WORKERS, '--max-queue', '16'] });
   // WebSocket peers that never read (some let in, some refused) must not hold the exit either.
   const silent = await silentPeers(hub.http, '/ws/events', 100);
   const exitedAt = hub.exited.then(() => performance.now());

@@ -10,7 +10,7 @@ import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
 import { launchChromium } from '../../kit/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from '../support/volunteers.ts';
 import type { LaunchedBrowser } from '../../kit/browser.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import { TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../kit/zmq-clients.ts';
 
@@ -31,7 +31,7 @@ describe('volunteers on the tiny model', () => {
   // test/e2e/volunteer-swap.test.ts, which runs exactly that hub through a model swap.
 
   test('a volunteer answers as the local engine does; a lying one is caught and quarantined', async () => {
-    const hub = await spawnHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });
+    const hub = await launchHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });
     try {
       // One image per job (?max_batch=1): what is tested needs no batch, and the tab then skips
       // compiling the batch shaders, which is half of its start on SwiftShader.
@@ -79,7 +79,7 @@ describe('volunteers on the tiny model', () => {
   });
 
   test('a tab closed with jobs in flight: every request is still answered, by local workers', async () => {
-    const hub = await spawnHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '0'] });
+    const hub = await launchHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '0'] });
     try {
       const { tab, id } = await joinVolunteer(browser, hub, '&max_batch=1');
       const socket = new zmq.Dealer({ receiveTimeout: 60_000, linger: 0 });
@@ -103,7 +103,7 @@ describe('volunteers on the tiny model', () => {
 
 test('the full ResNet50 runs through WebGPU on a volunteer', { timeout: 600_000 }, async () => {
   const browser = await launchChromium();
-  const hub = await spawnHub({ modelDir: TEST_MODEL_DIR, args: ['--workers', '0'] });
+  const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--workers', '0'] });
   try {
     const { tab } = await joinVolunteer(browser, hub, '', 400_000);
     const started = performance.now();

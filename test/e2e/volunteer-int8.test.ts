@@ -18,7 +18,7 @@ import type { HubMessage } from '../../shared/protocol/volunteer.ts';
 import { launchChromium } from '../../kit/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from '../support/volunteers.ts';
 import type { LaunchedBrowser } from '../../kit/browser.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { TINY_MODEL_DIR } from '../../kit/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../kit/zmq-clients.ts';
@@ -82,7 +82,7 @@ after(async () => {
 });
 
 test('local workers on int8: an honest volunteer is verified against fp32 and kept; a lying one is quarantined', { timeout: 180_000 }, async () => {
-  const hub = await spawnHub({
+  const hub = await launchHub({
     args: ['--model-dir', store, '--engine', 'onnx', '--precision', 'int8', '--workers', '1', '--verify-fraction', '1', '--offload', 'prefer'],
   });
   try {

@@ -18,7 +18,7 @@ import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import { launchChromium } from '../../kit/browser.ts';
 import type { LaunchedBrowser } from '../../kit/browser.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { writeSharperClassifierH5 } from '../support/keras-h5.ts';
 import { REPO_ROOT, TINY_MODEL_DIR } from '../../kit/paths.ts';
@@ -62,7 +62,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 
 /** Each photo's answer from a hub's own ONNX worker on a store: the reference for that model. */
 async function referenceAnswers(store: string): Promise<Map<string, ClassifyReply>> {
-  const hub = await spawnHub({ args: ['--engine', 'onnx', '--workers', '1', '--model-dir', store, '--model-poll-ms', '0'] });
+  const hub = await launchHub({ args: ['--engine', 'onnx', '--workers', '1', '--model-dir', store, '--model-poll-ms', '0'] });
   try {
     const answers = new Map<string, ClassifyReply>();
     for (const name of PHOTO_NAMES) answers.set(name, expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo(name), { top: 5 }))).reply));
@@ -89,7 +89,7 @@ test('a tab connected during a swap fetches the new model and serves again; no o
   const oldSha = (await readManifest(store))!.weightsSha256;
   const referenceOld = await referenceAnswers(store);
 
-  const hub = await spawnHub({ args: ['--model-dir', store, '--workers', '0', '--model-poll-ms', '250'] });
+  const hub = await launchHub({ args: ['--model-dir', store, '--workers', '0', '--model-poll-ms', '250'] });
   try {
     const classifyPage = await browser.newPage();
     await classifyPage.page.goto(`${hub.http}/`);

@@ -12,7 +12,7 @@ import { generateSyntheticImages, SYNTHETIC_SIZE } from '../../model-tools/synth
 import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
 import { launchChromium } from '../../kit/browser.ts';
 import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { REPO_ROOT } from '../../kit/paths.ts';
 
@@ -32,7 +32,7 @@ const expectedFailures = new Set<string>();
 
 before(async () => {
   // One worker thread each keeps the ten-image run long enough to see it stream.
-  hub = await spawnHub({ args: ['--engine', 'onnx', '--workers', String(WORKERS), '--threads-per-worker', '1'] });
+  hub = await launchHub({ args: ['--engine', 'onnx', '--workers', String(WORKERS), '--threads-per-worker', '1'] });
   browser = await launchChromium({ context: { viewport: { width: 1280, height: 900 } } });
   await mkdir(ARTIFACTS, { recursive: true });
 });

@@ -21,7 +21,7 @@ import {
   z85Encode,
   ZapAuthenticator,
 } from '../../server/front/curve-auth.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { expectSuccess, payloadOf, photo } from '../../kit/zmq-clients.ts';
 import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR } from '../../kit/paths.ts';
@@ -206,7 +206,7 @@ describe('the hub with CURVE', () => {
     const file = join(tmp, 'hub-clients.txt');
     // The stranger's key is there, commented out: it must stay out.
     writeFileSync(file, `# who may use the hub\n\n${client.publicKey}   # the TypeScript test client\n#${stranger.publicKey}\n${python.publicKey}\n`);
-    hub = await spawnHub({
+    hub = await launchHub({
       args: ['--engine', 'onnx', '--workers', '1', '--curve-secret-key', server.secretKey, '--curve-clients', `@${file}`],
     });
   });
@@ -300,7 +300,7 @@ describe('the hub with CURVE', () => {
 describe('the hub refuses to start with a bad CURVE configuration', () => {
   const server = zmq.curveKeyPair();
 
-  /** Runs the hub as spawnHub does, to its exit; its exit code and the message of its fatal log line. */
+  /** Runs the hub as launchHub does, to its exit; its exit code and the message of its fatal log line. */
   async function expectStartRefused(args: string[], message: RegExp): Promise<void> {
     const child = spawn(process.execPath, [...LOOPBACK_HUB_ARGV, '--model-dir', TEST_MODEL_DIR, '--engine', 'onnx', '--workers', '1', ...args], {
       cwd: REPO_ROOT,

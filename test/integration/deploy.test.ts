@@ -19,7 +19,7 @@ import { hubFlags } from '../../server/config.ts';
 import { HubClient } from '../../client/index.ts';
 import { findKind, KUBERNETES_DIR, readDockerfile, readManifests, validateManifest } from '../support/deploy-files.ts';
 import type { Dockerfile, Manifest } from '../support/deploy-files.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { REPO_ROOT, TINY_MODEL_DIR } from '../../kit/paths.ts';
 import { photo } from '../../kit/zmq-clients.ts';
@@ -160,7 +160,7 @@ describe('a real hub with the Deployment\'s environment', () => {
   const podName = 'resnet-hub-5d9c7-x2x9q';
   before(async () => {
     // Paths and ports are the cluster's; here they move to the test model and free loopback ports (flags win over variables).
-    running = await spawnHub({
+    running = await launchHub({
       env: { ...env, HUB_HUB_ID: podName },
       args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--zmq', 'tcp://127.0.0.1:*', '--http-port', '0', '--http-host', '127.0.0.1'],
     });

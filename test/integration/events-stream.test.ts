@@ -9,14 +9,14 @@ import WebSocket from 'ws';
 import type { HubEvent, RequestEvent, SnapshotEvent, StatsEvent } from '../../shared/protocol/events.ts';
 import type { ClassifyReply } from '../../shared/protocol/classify.ts';
 import { StatsWindow } from '../../server/observability/stats-window.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { photo } from '../../kit/zmq-clients.ts';
 
 let hub: HubProcess;
 
 before(async () => {
-  hub = await spawnHub({ args: ['--engine', 'onnx', '--workers', '1'] });
+  hub = await launchHub({ args: ['--engine', 'onnx', '--workers', '1'] });
 });
 
 after(async () => {

@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import * as zmq from 'zeromq';
 import { maxJsonBytes } from '../../server/front/admission.ts';
 import type { AdmissionLimits } from '../../server/front/admission.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { crafted } from '../../kit/bad-images.ts';
 import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from '../../kit/zmq-clients.ts';
@@ -57,7 +57,7 @@ let logsAtStart = 0;
 let baselinePreds = '';
 
 before(async () => {
-  hub = await spawnHub({
+  hub = await launchHub({
     args: ['--engine', 'onnx', '--workers', '1', '--max-image-bytes', String(LIMITS.maxImageBytes), '--max-pixels', String(MAX_PIXELS)],
   });
   hub.child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Reply } from '../../shared/protocol/classify.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { dealerRequest, expectError, expectSuccess, payloadOf, photo } from '../../kit/zmq-clients.ts';
 
 let hub: HubProcess;
 
 before(async () => {
-  hub = await spawnHub({ args: ['--max-image-bytes', String(512 * 1024)] });
+  hub = await launchHub({ args: ['--max-image-bytes', String(512 * 1024)] });
 });
 
 after(async () => {

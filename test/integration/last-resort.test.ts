@@ -9,14 +9,14 @@ import { test } from 'node:test';
 import { StormLedger } from '../../kit/attackers/ledger.ts';
 import { noBackoffClients } from '../../kit/attackers/zmq-attackers.ts';
 import { EXIT_FATAL } from '../../server/last-resort.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import { payloadOf, photo } from '../../kit/zmq-clients.ts';
 
 const INJECTOR = ['--import', './test/support/inject-fault.mjs'];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('an uncaught exception under load: readiness 503, every request sent before it answered, exit 70', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ nodeArgs: INJECTOR, args: ['--engine', 'onnx', '--workers', '2'] });
+  const hub = await launchHub({ nodeArgs: INJECTOR, args: ['--engine', 'onnx', '--workers', '2'] });
   const ledger = new StormLedger();
   let faultAt = Infinity;
   let readyAfterFault: number | undefined;
@@ -52,7 +52,7 @@ test('an uncaught exception under load: readiness 503, every request sent before
 });
 
 test('an unhandled rejection is handled the same way: drained, exit 70', { timeout: 120_000 }, async () => {
-  const hub = await spawnHub({ nodeArgs: INJECTOR, env: { HUB_TEST_FAULT: 'reject' }, args: ['--engine', 'onnx', '--workers', '1'] });
+  const hub = await launchHub({ nodeArgs: INJECTOR, env: { HUB_TEST_FAULT: 'reject' }, args: ['--engine', 'onnx', '--workers', '1'] });
   hub.child.kill('SIGUSR2');
   assert.equal(await hub.exited, EXIT_FATAL);
   const fatal = hub.logs.find((entry) => entry.level === 60);

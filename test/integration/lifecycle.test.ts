@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as zmq from 'zeromq';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import { payloadOf, photo } from '../../kit/zmq-clients.ts';
 
 test('/readyz is 503 until every worker is warm, then 200', async () => {
-  const hub = await spawnHub({ untilListening: true });
+  const hub = await launchHub({ untilListening: true });
   try {
     const early = await fetch(`${hub.http}/readyz`);
     assert.equal(early.status, 503);
@@ -22,7 +22,7 @@ test('/readyz is 503 until every worker is warm, then 200', async () => {
 });
 
 test('SIGTERM answers every request in flight, then exits 0', async () => {
-  const hub = await spawnHub();
+  const hub = await launchHub();
   const socket = new zmq.Dealer({ receiveTimeout: 60_000, linger: 0 });
   socket.connect(hub.zmq);
   try {
@@ -43,7 +43,7 @@ test('SIGTERM answers every request in flight, then exits 0', async () => {
 });
 
 test('SIGTERM during warm-up (nothing accepted yet) exits 0 at once', async () => {
-  const hub = await spawnHub({ untilListening: true });
+  const hub = await launchHub({ untilListening: true });
   hub.ready.catch(() => {}); // it never becomes ready: that is the point
   const started = performance.now();
   hub.child.kill('SIGTERM');

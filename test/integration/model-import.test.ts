@@ -29,7 +29,7 @@ import { onnxStaleness } from '../../model-store/derived-files.ts';
 import { loadLayersModelFromStore, readManifest } from '../../model-store/store.ts';
 import type { ModelManifest } from '../../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import {
@@ -450,7 +450,7 @@ describe('full ResNet50: imported weights give the same answers as an independen
     numpy = execFileAsync(PYTHON, [path.join(REPO_ROOT, 'test/support/numpy_resnet50.py'), h5File, ...pngs, ...jpegs], { maxBuffer: 64 << 20 }).then(
       ({ stdout }) => JSON.parse(stdout) as NumpyResult,
     );
-    hub = await spawnHub({ args: ['--model-dir', store, '--engine', 'onnx', '--workers', '1'] });
+    hub = await launchHub({ args: ['--model-dir', store, '--engine', 'onnx', '--workers', '1'] });
     const replies = await classifyAll(pngs, 'image/png');
     const reference = await numpy;
     const result = compare(replies, reference.images.slice(0, pngs.length), pngs, 3);

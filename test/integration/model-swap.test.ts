@@ -18,7 +18,7 @@ import { DEFAULT_QUANTIZATION } from '../../model-tools/onnx/quantize/quantize.t
 import { MANIFEST_JSON, readManifest } from '../../model-store/store.ts';
 import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { writeSharperClassifierH5 } from '../support/keras-h5.ts';
 import { REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
@@ -107,7 +107,7 @@ function top3(reply: ClassifyReply): Array<[string, number]> {
 test('model:import into the store of a hub under load: every request answered once, each client moves to the new weights once, answers equal a fresh hub on them', { timeout: 300_000 }, async () => {
   const store = await copyOfTestStore('store-import');
   const before = (await readManifest(store))!.weightsSha256;
-  const hub = await spawnHub({ args: [...HUB_ARGS, '--model-dir', store] });
+  const hub = await launchHub({ args: [...HUB_ARGS, '--model-dir', store] });
   let newSha = '';
   let report: StatusReport | undefined;
   try {
@@ -141,7 +141,7 @@ test('model:import into the store of a hub under load: every request answered on
     // The reference: a hub started fresh on the new store.
     const newAnswers = all.filter((a) => (a.reply as ClassifyReply).model.sha256 === newSha);
     await hub.stop();
-    const fresh = await spawnHub({ args: [...HUB_ARGS, '--model-dir', store] });
+    const fresh = await launchHub({ args: [...HUB_ARGS, '--model-dir', store] });
     try {
       const reference = new Map<string, ClassifyReply>();
       for (const name of PHOTO_NAMES) reference.set(name, expectSuccess((await dealerRequest(fresh.zmq, payloadOf(photo(name)))).reply));
@@ -164,7 +164,7 @@ test('a new store the engine cannot load: nothing lost, the old model serves on,
   // The tiny model: what is tested is the swap's failure path, not the model.
   const store = await copyOfTestStore('store-broken', TINY_MODEL_DIR);
   const before = (await readManifest(store))!.weightsSha256;
-  const hub = await spawnHub({ args: [...HUB_ARGS, '--model-dir', store] });
+  const hub = await launchHub({ args: [...HUB_ARGS, '--model-dir', store] });
   try {
     const breaking = sleep(1500).then(async () => {
       // A complete-looking store with other weights whose data is cut short, swapped in whole
@@ -199,7 +199,7 @@ test('a new store the engine cannot load: nothing lost, the old model serves on,
 
 test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 300_000 }, async () => {
   const store = await copyOfTestStore('store-sigterm', TINY_MODEL_DIR);
-  const hub = await spawnHub({ args: [...HUB_ARGS, '--model-dir', store, '--model-poll-ms', '0'] });
+  const hub = await launchHub({ args: [...HUB_ARGS, '--model-dir', store, '--model-poll-ms', '0'] });
   // The new weights are put in place first; SIGHUP starts the swap, SIGTERM follows while it prepares.
   await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
   const inFlight = Array.from({ length: 6 }, (_, i) => dealerRequest(hub.zmq, payloadOf(photo('rocket'), { request_id: `f${i}` })));
@@ -219,7 +219,7 @@ test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 3
 test('a hub on int8: new weights get a new model.int8.onnx before the switch, and replies say int8 on both sides of it', { timeout: 300_000 }, async () => {
   const store = await copyOfTestStore('store-int8', TINY_MODEL_DIR);
   const before = (await readManifest(store))!.weightsSha256;
-  const hub = await spawnHub({ args: [...HUB_ARGS, '--precision', 'int8', '--model-dir', store, '--model-poll-ms', '0'] });
+  const hub = await launchHub({ args: [...HUB_ARGS, '--precision', 'int8', '--model-dir', store, '--model-poll-ms', '0'] });
   try {
     const old = expectSuccess((await dealerRequest(hub.zmq, payloadOf(photo('coffee')))).reply);
     assert.equal(old.model.precision, 'int8');

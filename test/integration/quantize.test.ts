@@ -29,7 +29,7 @@ import { ensureOnnxModel } from '../../model-tools/onnx-export.ts';
 import { loadLayersModelFromStore, readManifest } from '../../model-store/store.ts';
 import type { ClassifyReply } from '../../shared/protocol/classify.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import { kerasLayersOf, writeKerasH5 } from '../support/keras-h5.ts';
 import { PHOTOS_DIR, REPO_ROOT, TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
 
@@ -349,7 +349,7 @@ describe('a hub with --precision int8', () => {
     // The store quantized above: its first quantization, with progress, is timed there.
     const store = await copyStore(quantizedStore, 'hub', true);
     const started = performance.now();
-    const hub = await spawnHub({ args: ['--model-dir', store, '--precision', 'int8', '--engine', 'auto', '--max-batch', '2'] });
+    const hub = await launchHub({ args: ['--model-dir', store, '--precision', 'int8', '--engine', 'auto', '--max-batch', '2'] });
     const coldMs = performance.now() - started;
     try {
       const body = new Uint8Array(await readFile(path.join(PHOTOS_DIR, 'chelsea.jpg')));

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import { ENGINE_NAMES } from '../../server/engines/engine.ts';
 import type { EngineName } from '../../server/engines/engine.ts';
-import { spawnHub } from '../../kit/hub-process.ts';
+import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { dealerRequest, expectError, expectSuccess, payloadOf, photo, PHOTO_NAMES, reqRequest } from '../../kit/zmq-clients.ts';
 import { crafted } from '../../kit/bad-images.ts';
@@ -27,7 +27,7 @@ const MAX_IMAGE_BYTES = 1024 * 1024;
 let hub: HubProcess;
 
 before(async () => {
-  hub = await spawnHub({ args: ['--max-image-bytes', String(MAX_IMAGE_BYTES)] });
+  hub = await launchHub({ args: ['--max-image-bytes', String(MAX_IMAGE_BYTES)] });
 });
 
 after(async () => {

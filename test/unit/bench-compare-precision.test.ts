@@ -11,8 +11,8 @@ import { comparePrecisions, formatComparison, runProblems } from '../../bench/co
 import type { PrecisionRun } from '../../bench/compare-precision-report.ts';
 import { computeHeadline } from '../../bench/report.ts';
 import type { BenchStep } from '../../bench/report.ts';
-import { groupOf, threadCpu, THREAD_GROUPS } from '../../bench/thread-cpu.ts';
-import type { ThreadGroup, ThreadSnapshot } from '../../bench/thread-cpu.ts';
+import { groupOf, threadCpu, THREAD_GROUPS } from '../../kit/thread-cpu.ts';
+import type { ThreadGroup, ThreadSnapshot } from '../../kit/thread-cpu.ts';
 import { summarize } from '../../shared/stats.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';
 

@@ -15,6 +15,7 @@ import { ServiceError } from '../../shared/protocol/errors.ts';
 
 /** An executor that answers each image with its first byte as the top class, after a delay. */
 class TimedExecutor implements Executor {
+  proven = true;
   kind: 'local' | 'volunteer' = 'local';
   readonly engine = 'test';
   modelSha256 = 'model-a';
@@ -244,4 +245,58 @@ test('after a switch, a pinned job whose model no executor serves is failed on r
   scheduler.failPinned('model-a', new ServiceError('internal', 'the model it checks is gone'));
   const outcome = await pinned.outcome();
   assert.equal(outcome.ok ? 'ok' : outcome.error.code, 'internal');
+});
+
+test('a busy executor past its expected end (a frozen tab) does not hold up the queue while others are free', { timeout: 10_000 }, async () => {
+  const scheduler = new Scheduler();
+  const frozen = volunteer('frozen', 1);
+  frozen.actualMs = 1500;
+  scheduler.addExecutor(frozen);
+  const first = job(1);
+  scheduler.submit(first); // the frozen tab promises 1 ms
+  for (const id of ['v1', 'v2', 'v3']) scheduler.addExecutor(volunteer(id, 5));
+  await new Promise((resolve) => setTimeout(resolve, 30)); // now well past its expected end
+  const started = performance.now();
+  const rest = [2, 3, 4, 5, 6].map((tag) => job(tag));
+  rest.forEach((j) => scheduler.submit(j));
+  const outcomes = await Promise.all(rest.map((j) => j.outcome()));
+  assert.ok(performance.now() - started < 500, `answered without waiting for the frozen tab (${Math.round(performance.now() - started)} ms)`);
+  assert.ok(outcomes.every((o) => o.ok && servedBy(o) !== 'frozen'));
+  await first.outcome();
+});
+
+test('a late batch is hedged only onto a proven executor: never onto a tab still on its claim', async () => {
+  const scheduler = new Scheduler({ hedgeAfter: () => 20 });
+  const straggler = volunteer('straggler', 5);
+  straggler.actualMs = 400;
+  scheduler.addExecutor(straggler);
+  const slow = job(7);
+  scheduler.submit(slow);
+  const newcomer = volunteer('newcomer', 1);
+  newcomer.proven = false;
+  scheduler.addExecutor(newcomer);
+  scheduler.addExecutor(new TimedExecutor('local', 40));
+  const hedges: string[] = [];
+  scheduler.on('hedged', (_jobs, from, to) => hedges.push(`${from.id}->${to.id}`));
+  const outcome = await slow.outcome();
+  assert.equal(servedBy(outcome), 'local');
+  assert.deepEqual(hedges, ['straggler->local']);
+});
+
+test('volunteers failing never use up a job\'s tries while a local worker can compute it', async () => {
+  const scheduler = new Scheduler({ maxAttempts: 3 });
+  const tabs = ['t1', 't2', 't3', 't4'].map((id) => {
+    const tab = volunteer(id, 1);
+    tab.failNext = 1000; // a broken GPU: every batch fails
+    return tab;
+  });
+  for (const tab of tabs) scheduler.addExecutor(tab);
+  scheduler.addExecutor(new TimedExecutor('local', 30));
+  const j = job(9);
+  scheduler.submit(j);
+  const outcome = await j.outcome();
+  assert.equal(servedBy(outcome), 'local');
+  assert.equal(topClass(outcome), 9);
+  const volunteerTries = tabs.reduce((sum, tab) => sum + tab.batches.length, 0);
+  assert.equal(volunteerTries, 2, 'two tries on volunteers, then only local workers');
 });

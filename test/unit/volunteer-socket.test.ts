@@ -15,6 +15,7 @@ import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import { CLOSE_REFUSED, CLOSE_STOP, CLOSE_VIOLATIONS, MAX_VOLUNTEER_MESSAGE_BYTES, VOLUNTEER_PROTOCOL_VERSION, decodeJobFrame } from '../../shared/protocol/volunteer.ts';
 import type { HubMessage, JobFrame } from '../../shared/protocol/volunteer.ts';
 import { attachVolunteerSocket } from '../../server/volunteers/volunteer-registry.ts';
+import { VolunteerExecutor } from '../../server/volunteers/volunteer-executor.ts';
 import type { VolunteerRegistry, VolunteerSocketOptions } from '../../server/volunteers/volunteer-registry.ts';
 import type { UpgradeHandler } from '../../server/front/http-front.ts';
 import { createLogger } from '../../lib/log.ts';
@@ -230,7 +231,10 @@ test('a tab is welcomed, joins the scheduler on hello, and answers a job with it
   assert.equal(executor.kind, 'volunteer');
   assert.equal(executor.id, tab.id);
   assert.equal(executor.engine, 'webgpu');
-  assert.equal(executor.maxBatch, 4, 'the smaller of the hub limit and the tab limit');
+  assert.ok(executor instanceof VolunteerExecutor);
+  assert.equal(executor.batchLimit, 4, 'the smaller of the hub limit and the tab limit');
+  assert.equal(executor.maxBatch, 1, 'one image at a time on probation');
+  assert.equal(executor.proven, false);
   assert.deepEqual(joinedEvents, [tab.id]);
 
   const j = job(42);

@@ -1,0 +1,85 @@
+/**
+ * One swarm measurement against a running hub: the swarm joins, the clients load the hub for a
+ * while, and what came of it is returned with what it cost the hub (its main thread's CPU per
+ * answered request, its resident memory, memory per connected peer).
+ */
+import { readFileSync } from 'node:fs';
+import type { StatusReport } from '../../shared/protocol/status.ts';
+import { readRssMiB } from '../rss-sampler.ts';
+import { runSwarmLoad, type SwarmLoadResult } from './swarm-load.ts';
+import { Swarm, type SwarmOptions } from './swarm.ts';
+
+export interface SwarmHub {
+  http: string;
+  zmq: string;
+  pid: number;
+}
+
+export interface SwarmRunOptions {
+  swarm: Omit<SwarmOptions, 'http'>;
+  clients: number;
+  durationMs: number;
+  /** Load before the measured window, so the peers have a record. */
+  warmupMs?: number;
+  /** The request body for an id (a photo, base64). */
+  body: (requestId: string) => string;
+  /** How many peers must have joined before the load starts; default: all but the misbehaving share. */
+  joinedAtLeast?: number;
+}
+
+export interface SwarmRunResult {
+  load: SwarmLoadResult;
+  peersJoined: number;
+  rssBeforeSwarmMiB: number | null;
+  rssWithSwarmMiB: number | null;
+  /** (RSS with the swarm joined − RSS before) / peers joined. */
+  kibPerPeer: number | null;
+  /** The hub's main thread, CPU ms per answered request, over the measured window. */
+  mainCpuMsPerRequest: number | null;
+  swarmCounts: ReturnType<Swarm['counts']>;
+}
+
+const CLOCK_TICKS_PER_S = 100;
+
+export async function runSwarm(hub: SwarmHub, options: SwarmRunOptions): Promise<SwarmRunResult> {
+  const rssBeforeSwarmMiB = readRssMiB(hub.pid);
+  const swarm = await Swarm.start({ ...options.swarm, http: hub.http });
+  try {
+    const want = options.joinedAtLeast ?? Math.floor(options.swarm.peers * 0.9);
+    const peersJoined = await waitForVolunteers(hub.http, want, 60_000);
+    const rssWithSwarmMiB = readRssMiB(hub.pid);
+    if (options.warmupMs) await runSwarmLoad({ endpoint: hub.zmq, clients: options.clients, body: options.body, durationMs: options.warmupMs });
+    const cpuBefore = mainThreadCpuMs(hub.pid);
+    const load = await runSwarmLoad({ endpoint: hub.zmq, clients: options.clients, body: options.body, durationMs: options.durationMs });
+    const cpuAfter = mainThreadCpuMs(hub.pid);
+    const mainCpuMsPerRequest = cpuBefore !== null && cpuAfter !== null && load.ok > 0 ? (cpuAfter - cpuBefore) / load.ok : null;
+    const kibPerPeer = rssBeforeSwarmMiB !== null && rssWithSwarmMiB !== null && peersJoined > 0 ? ((rssWithSwarmMiB - rssBeforeSwarmMiB) * 1024) / peersJoined : null;
+    return { load, peersJoined, rssBeforeSwarmMiB, rssWithSwarmMiB, kibPerPeer, mainCpuMsPerRequest, swarmCounts: swarm.counts() };
+  } finally {
+    await swarm.stop();
+  }
+}
+
+/** Volunteers the hub lists as joined (any state but gone), once at least `count` are, or at the timeout. */
+export async function waitForVolunteers(http: string, count: number, timeoutMs: number): Promise<number> {
+  const until = performance.now() + timeoutMs;
+  let joined = 0;
+  while (performance.now() < until) {
+    const status = (await (await fetch(`${http}/api/status`)).json()) as StatusReport;
+    joined = status.volunteers.filter((v) => v.state !== 'quarantined').length;
+    if (joined >= count) return joined;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return joined;
+}
+
+/** utime + stime of the process' main thread (its thread id is the pid), in ms; null off Linux. */
+function mainThreadCpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return null;
+  }
+}
