@@ -53,15 +53,16 @@ interface InFlight {
 
 /**
  * How long past its expected end a batch waits before it is hedged: as long again as it was
- * expected to take, and never less than a floor. The floor is low for an executor whose
- * expectation is its own record (a proven volunteer that has been fast: a late answer from it
- * is news), and high for one still on its claim, whose lateness says little yet.
+ * expected to take, and never less than a floor. The floor is low for a volunteer whose
+ * expectation is its own record (a proven tab that has been fast: a late answer from it is
+ * news, often a frozen tab), and high otherwise: a tab still on its claim says little yet, and
+ * a local worker late on a busy machine is slow, not gone.
  */
 export function defaultHedgeAfter(expectedMs: number, executor: Executor): number {
-  return Math.max(expectedMs, executor.proven ? PROVEN_HEDGE_FLOOR_MS : UNPROVEN_HEDGE_FLOOR_MS);
+  return Math.max(expectedMs, executor.kind === 'volunteer' && executor.proven ? PROVEN_VOLUNTEER_HEDGE_FLOOR_MS : HEDGE_FLOOR_MS);
 }
-export const PROVEN_HEDGE_FLOOR_MS = 50;
-export const UNPROVEN_HEDGE_FLOOR_MS = 500;
+export const PROVEN_VOLUNTEER_HEDGE_FLOOR_MS = 50;
+export const HEDGE_FLOOR_MS = 500;
 /** With nobody proven free to take a hedge, it is looked for again this often. */
 const HEDGE_RETRY_MS = 20;
 /** After this many failed tries on volunteers, a job runs only on local workers (when there are any). */
