@@ -3,7 +3,7 @@
  */
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { OFFLOAD_MODES } from './scheduler/scheduler.ts';
+import { OFFLOAD_MODES } from './scheduler/dispatch-policy.ts';
 import { ENGINE_CHOICES } from './engines/engine.ts';
 import { KERAS_RESNET50_MD5, KERAS_RESNET50_URL, MD5_PATTERN, MODEL_MD5_ENV, MODEL_URL_ENV } from '../model-store/official-weights.ts';
 

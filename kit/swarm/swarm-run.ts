@@ -3,9 +3,9 @@
  * while, and what came of it is returned with what it cost the hub (its main thread's CPU per
  * answered request, its resident memory, memory per connected peer).
  */
-import { readFileSync } from 'node:fs';
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import { readRssMiB } from '../rss-sampler.ts';
+import { threadCpu, threadSnapshot } from '../thread-cpu.ts';
 import { runSwarmLoad, type SwarmLoadResult } from './swarm-load.ts';
 import { Swarm, type SwarmOptions } from './swarm.ts';
 
@@ -39,8 +39,6 @@ export interface SwarmRunResult {
   swarmCounts: ReturnType<Swarm['counts']>;
 }
 
-const CLOCK_TICKS_PER_S = 100;
-
 export async function runSwarm(hub: SwarmHub, options: SwarmRunOptions): Promise<SwarmRunResult> {
   const rssBeforeSwarmMiB = readRssMiB(hub.pid);
   const swarm = await Swarm.start({ ...options.swarm, http: hub.http });
@@ -49,10 +47,11 @@ export async function runSwarm(hub: SwarmHub, options: SwarmRunOptions): Promise
     const peersJoined = await waitForVolunteers(hub.http, want, 60_000);
     const rssWithSwarmMiB = readRssMiB(hub.pid);
     if (options.warmupMs) await runSwarmLoad({ endpoint: hub.zmq, clients: options.clients, body: options.body, durationMs: options.warmupMs });
-    const cpuBefore = mainThreadCpuMs(hub.pid);
+    const before = threadSnapshot(hub.pid);
     const load = await runSwarmLoad({ endpoint: hub.zmq, clients: options.clients, body: options.body, durationMs: options.durationMs });
-    const cpuAfter = mainThreadCpuMs(hub.pid);
-    const mainCpuMsPerRequest = cpuBefore !== null && cpuAfter !== null && load.ok > 0 ? (cpuAfter - cpuBefore) / load.ok : null;
+    const cores = threadCpu(before, threadSnapshot(hub.pid));
+    // Cores on the main thread × the window = its CPU time, shared out over the answers.
+    const mainCpuMsPerRequest = cores && load.ok > 0 ? (cores.main * load.seconds * 1000) / load.ok : null;
     const kibPerPeer = rssBeforeSwarmMiB !== null && rssWithSwarmMiB !== null && peersJoined > 0 ? ((rssWithSwarmMiB - rssBeforeSwarmMiB) * 1024) / peersJoined : null;
     return { load, peersJoined, rssBeforeSwarmMiB, rssWithSwarmMiB, kibPerPeer, mainCpuMsPerRequest, swarmCounts: swarm.counts() };
   } finally {
@@ -71,15 +70,4 @@ export async function waitForVolunteers(http: string, count: number, timeoutMs: 
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return joined;
-}
-
-/** utime + stime of the process' main thread (its thread id is the pid), in ms; null off Linux. */
-function mainThreadCpuMs(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return null;
-  }
 }

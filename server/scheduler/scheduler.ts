@@ -12,6 +12,7 @@ import { ServiceError } from '../../shared/protocol/errors.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { Job, JobOutcome, JobSuccess } from './job.ts';
+import { HEDGE_RETRY_MS, VOLUNTEER_TRIES, type OffloadMode } from './dispatch-policy.ts';
 
 export interface SchedulerEvents {
   queued: [job: Job];
@@ -20,10 +21,6 @@ export interface SchedulerEvents {
   batchFailed: [jobs: Job[], executor: Executor, error: Error];
   hedged: [jobs: Job[], from: Executor, to: Executor];
 }
-
-/** Where work may go: `off` keeps it local, `auto` goes where it finishes first, `prefer` fills free volunteers first. */
-export const OFFLOAD_MODES = ['off', 'auto', 'prefer'] as const;
-export type OffloadMode = (typeof OFFLOAD_MODES)[number];
 
 /** Decides the outcome of a job a volunteer answered (verification); may take its time. */
 export type ResultReviewer = (job: Job, outcome: JobSuccess, executor: Executor) => Promise<JobOutcome>;
@@ -50,23 +47,6 @@ interface InFlight {
   expectedEndAt: number;
   hedgeTimer?: NodeJS.Timeout;
 }
-
-/**
- * How long past its expected end a batch waits before it is hedged: as long again as it was
- * expected to take, and never less than a floor. The floor is low for a volunteer whose
- * expectation is its own record (a proven tab that has been fast: a late answer from it is
- * news, often a frozen tab), and high otherwise: a tab still on its claim says little yet, and
- * a local worker late on a busy machine is slow, not gone.
- */
-export function defaultHedgeAfter(expectedMs: number, executor: Executor): number {
-  return Math.max(expectedMs, executor.kind === 'volunteer' && executor.proven ? PROVEN_VOLUNTEER_HEDGE_FLOOR_MS : HEDGE_FLOOR_MS);
-}
-export const PROVEN_VOLUNTEER_HEDGE_FLOOR_MS = 50;
-export const HEDGE_FLOOR_MS = 500;
-/** With nobody proven free to take a hedge, it is looked for again this often. */
-const HEDGE_RETRY_MS = 20;
-/** After this many failed tries on volunteers, a job runs only on local workers (when there are any). */
-const VOLUNTEER_TRIES = 2;
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly queue: Job[] = [];
