@@ -69,7 +69,7 @@ async function assertServing(hub: HubProcess, rssBefore: number, label: string):
   assert.ok(rssAfter - rssBefore < RSS_SLACK_MIB, `RSS back near its start (${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MiB)`);
 }
 
-test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one reply each, admitted p99 within 12 × the service time', { timeout: 120_000 }, async () => {
+test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one reply each, admitted p99 within twice what the queue bound allows at the throughput served', { timeout: 120_000 }, async () => {
   // Without solo mode, a lone request takes what one worker takes: the unit a queue is made
   // of. (Solo mode serves a lone request on every core, ~1.9× faster than any request can be
   // served under load; npm run soak -- --storm runs the default and reports both ratios.)
@@ -78,13 +78,20 @@ test('storm: 64 clients that resend at once after overloaded, --max-queue 8: one
     const serviceMs = await serviceTimeMs(hub);
     const rssBefore = await settledRssMiB(hub);
     const ledger = new StormLedger();
+    const started = performance.now();
     await noBackoffClients({ endpoint: hub.zmq, clients: 64, body, ledger, until: sleep(4000), replyTimeoutMs: 20_000 });
+    const stormSeconds = (performance.now() - started) / 1000;
     assertBooks(ledger, ['ok', 'overloaded'], 'no back-off');
     const admitted = ledger.latencyMs.ok ?? [];
     const p99 = percentile(admitted, 99);
-    console.log(`# no back-off: service time ${serviceMs.toFixed(1)} ms; admitted ${admitted.length}, p50 ${percentile(admitted, 50).toFixed(0)} ms, p99 ${p99.toFixed(0)} ms (bound ${(12 * serviceMs).toFixed(0)} ms); refused p99 ${percentile(ledger.latencyMs.overloaded ?? [0], 99).toFixed(1)} ms`);
+    // An admitted request waits behind at most the queue and the requests running: (8 + 2) at the
+    // rate the hub served during the storm. The bound follows the CPU the hub really had (the tests
+    // share two cores with other work), where one taken from a lone request's time did not; a queue
+    // that let all 64 clients in would wait some 6 times as long.
+    const queueBoundMs = ((8 + 2) / (admitted.length / stormSeconds)) * 1000;
+    console.log(`# no back-off: lone service time ${serviceMs.toFixed(1)} ms; admitted ${admitted.length} in ${stormSeconds.toFixed(1)} s, p50 ${percentile(admitted, 50).toFixed(0)} ms, p99 ${p99.toFixed(0)} ms (queue bound ${queueBoundMs.toFixed(0)} ms); refused p99 ${percentile(ledger.latencyMs.overloaded ?? [0], 99).toFixed(1)} ms`);
     assert.ok(admitted.length >= 20, `enough admitted requests to judge (${admitted.length})`);
-    assert.ok(p99 <= 12 * serviceMs, `admitted p99 ${p99.toFixed(0)} ms within 12 × ${serviceMs.toFixed(1)} ms`);
+    assert.ok(p99 <= 2 * queueBoundMs, `admitted p99 ${p99.toFixed(0)} ms within twice the queue bound, ${queueBoundMs.toFixed(0)} ms`);
     await assertServing(hub, rssBefore, 'no back-off');
   } finally {
     assert.equal(await hub.stop(), 0);

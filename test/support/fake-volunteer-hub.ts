@@ -1,7 +1,7 @@
 /**
  * A minimal hub side of /ws/volunteer for testing the volunteer page alone: welcome on connect,
  * heartbeats echoed, every message from the tab validated with the shared schema and queued for
- * the test to take. The real hub side is tested with real tabs in test/e2e/volunteer-e2e.test.ts.
+ * the test to take. The real hub side is tested with real tabs in test/e2e/browser/volunteer-e2e.test.ts.
  */
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer } from 'ws';

@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
-import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
-import { launchChromium } from '../../kit/browser.ts';
-import { joinVolunteer, volunteers, waitFor } from '../support/volunteers.ts';
-import type { LaunchedBrowser } from '../../kit/browser.ts';
-import { launchHub } from '../../kit/hub-process.ts';
-import { TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../kit/paths.ts';
-import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../kit/zmq-clients.ts';
+import type { ClassifyReply, Reply } from '../../../shared/protocol/classify.ts';
+import { launchChromium } from '../../../kit/browser.ts';
+import { joinVolunteer, volunteers, waitFor } from '../../support/volunteers.ts';
+import type { LaunchedBrowser } from '../../../kit/browser.ts';
+import { launchHub } from '../../../kit/hub-process.ts';
+import { TEST_MODEL_DIR, TINY_MODEL_DIR } from '../../../kit/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../../kit/zmq-clients.ts';
 
 
 
@@ -28,7 +28,7 @@ describe('volunteers on the tiny model', () => {
   });
 
   // The pure coordinator (--workers 0, every answer a tab's over ZeroMQ) is covered by
-  // test/e2e/volunteer-swap.test.ts, which runs exactly that hub through a model swap.
+  // test/e2e/browser/volunteer-swap.test.ts, which runs exactly that hub through a model swap.
 
   test('a volunteer answers as the local engine does; a lying one is caught and quarantined', async () => {
     const hub = await launchHub({ args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--offload', 'prefer', '--verify-fraction', '1'] });

@@ -12,16 +12,16 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import type { RawData } from 'ws';
-import { MAX_TOP } from '../../shared/labels.ts';
-import { decodeJobFrame, VOLUNTEER_PROTOCOL_VERSION } from '../../shared/protocol/volunteer.ts';
-import type { HubMessage } from '../../shared/protocol/volunteer.ts';
-import { launchChromium } from '../../kit/browser.ts';
-import { joinVolunteer, volunteers, waitFor } from '../support/volunteers.ts';
-import type { LaunchedBrowser } from '../../kit/browser.ts';
-import { launchHub } from '../../kit/hub-process.ts';
-import type { HubProcess } from '../../kit/hub-process.ts';
-import { TINY_MODEL_DIR } from '../../kit/paths.ts';
-import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../kit/zmq-clients.ts';
+import { MAX_TOP } from '../../../shared/labels.ts';
+import { decodeJobFrame, VOLUNTEER_PROTOCOL_VERSION } from '../../../shared/protocol/volunteer.ts';
+import type { HubMessage } from '../../../shared/protocol/volunteer.ts';
+import { launchChromium } from '../../../kit/browser.ts';
+import { joinVolunteer, volunteers, waitFor } from '../../support/volunteers.ts';
+import type { LaunchedBrowser } from '../../../kit/browser.ts';
+import { launchHub } from '../../../kit/hub-process.ts';
+import type { HubProcess } from '../../../kit/hub-process.ts';
+import { TINY_MODEL_DIR } from '../../../kit/paths.ts';
+import { dealerRequest, expectSuccess, payloadOf, photo, PHOTO_NAMES } from '../../../kit/zmq-clients.ts';
 
 
 /** The verifications counter for one verdict, from /metrics (whatever other labels it carries). */

@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { generateSyntheticImages, SYNTHETIC_SIZE } from '../../model-tools/synthetic-images.ts';
-import type { ClassifyReply, Reply } from '../../shared/protocol/classify.ts';
-import { launchChromium } from '../../kit/browser.ts';
-import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
-import { launchHub } from '../../kit/hub-process.ts';
-import type { HubProcess } from '../../kit/hub-process.ts';
-import { REPO_ROOT } from '../../kit/paths.ts';
+import { generateSyntheticImages, SYNTHETIC_SIZE } from '../../../model-tools/synthetic-images.ts';
+import type { ClassifyReply, Reply } from '../../../shared/protocol/classify.ts';
+import { launchChromium } from '../../../kit/browser.ts';
+import type { LaunchedBrowser, TrackedPage } from '../../../kit/browser.ts';
+import { launchHub } from '../../../kit/hub-process.ts';
+import type { HubProcess } from '../../../kit/hub-process.ts';
+import { REPO_ROOT } from '../../../kit/paths.ts';
 
 const ARTIFACTS = `${REPO_ROOT}test-artifacts`;
 export const SCREENSHOTS = {
