@@ -5,7 +5,7 @@
  * Its answers are well-formed but not computed: run the hub with `--verify-fraction 0`.
  */
 import WebSocket from 'ws';
-import { HubMessageSchema, peekJobId, VOLUNTEER_PROTOCOL_VERSION, JOB_HEADER_BYTES } from '../../shared/protocol/volunteer.ts';
+import { HubMessageSchema, peekJobId, JOB_HEADER_BYTES } from '../../shared/protocol/volunteer.ts';
 import type { HubMessage } from '../../shared/protocol/volunteer.ts';
 
 export const PEER_BEHAVIOURS = ['honest', 'silent', 'vanish', 'fail', 'crawl', 'half-open'] as const;
@@ -90,7 +90,7 @@ export class SwarmPeer {
     this.topK = message.top_k;
     send(ws, {
       type: 'hello',
-      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      protocol: message.protocol,
       backend: 'webgpu',
       model_sha256: message.model.sha256,
       per_image_ms: this.options.claimedPerImageMs ?? this.options.perImageMs,

@@ -39,7 +39,7 @@ export class Swarm {
 
   static async start(options: SwarmOptions): Promise<Swarm> {
     const random = seededRandom(options.seed ?? 1);
-    const url = `${options.http.replace(/^http/, 'ws')}/ws/volunteer`;
+    const url = `${options.http.replace(/^http/, 'ws')}/ws/volunteer?protocol=2`;
     const behaviours = assignBehaviours(options.peers, options.mix ?? {}, random);
     const [low, high] = options.honestMs ?? [3, 15];
     const peers = behaviours.map((behaviour) => {

@@ -41,6 +41,15 @@ export interface Executor {
   run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult>;
   /** Called whenever `available` may have changed, so the scheduler can look again. */
   onAvailabilityChange(listener: () => void): void;
+  /**
+   * Answers it has given since it last lost its standing (absent: its answers need no checking,
+   * a local worker). Verification checks an executor with few of them more often.
+   */
+  readonly earnedAnswers?: number;
+  /** Its batch ran so late that the scheduler ran it again elsewhere (a hedge). */
+  noteLate?(): void;
+  /** A hedge race it was in ended: whether its answer was the one that counted. */
+  noteHedgeOutcome?(won: boolean): void;
 }
 
 /** Where a pool puts the executors it starts, and how busy it is: the scheduler, as seen from below. */

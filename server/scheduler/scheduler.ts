@@ -46,6 +46,8 @@ interface InFlight {
   startedAt: number;
   expectedEndAt: number;
   hedgeTimer?: NodeJS.Timeout;
+  /** The executor has been told it was late (once per batch). */
+  toldLate?: boolean;
 }
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
@@ -369,6 +371,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private hedge(from: Executor, inFlight: InFlight): void {
     const jobs = inFlight.jobs.filter((job) => !job.settled);
     if (jobs.length === 0 || this.closedWith) return;
+    if (!inFlight.toldLate) {
+      inFlight.toldLate = true;
+      from.noteLate?.();
+    }
     const idle = this.pickEarliest(jobs[0], (e) => e !== from && e.proven && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
     if (!idle) {
       // Nobody proven is free now; look again soon.
@@ -377,7 +383,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return;
     }
     this.emit('hedged', jobs, from, idle);
-    this.dispatch(idle, jobs.slice(0, idle.maxBatch));
+    const raced = jobs.slice(0, idle.maxBatch);
+    void raced[0].outcome().then((outcome) => {
+      const winner = outcome.ok ? outcome.executor.id : undefined;
+      from.noteHedgeOutcome?.(winner === from.id);
+      idle.noteHedgeOutcome?.(winner === idle.id);
+    });
+    this.dispatch(idle, raced);
   }
 
   /**

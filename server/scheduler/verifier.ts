@@ -16,6 +16,20 @@ import { Job } from './job.ts';
 import type { JobOutcome, JobSuccess } from './job.ts';
 import type { ResultReviewer, Scheduler } from './scheduler.ts';
 
+/**
+ * The share of a volunteer's answers that is checked follows its standing: its first answer is
+ * always checked, and the share falls as 2 / (2 + n) with the n answers it has earned since it
+ * last lost its standing, down to the configured fraction. A tab that lies now and then cannot
+ * hide behind a fixed 5% by reconnecting: on a new connection it starts from the first answer
+ * again. A fraction of 0 turns checking off for everyone.
+ */
+export function checkChance(fraction: number, executor: Pick<Executor, 'earnedAnswers'>): number {
+  if (fraction <= 0) return 0;
+  const earned = executor.earnedAnswers;
+  if (earned === undefined) return fraction;
+  return Math.min(1, Math.max(fraction, 2 / (2 + earned)));
+}
+
 /** Same top-1, and every top-k probability within this of the local one. */
 export const DEFAULT_TOLERANCE = 0.02;
 
@@ -59,8 +73,10 @@ export function createVerifier(scheduler: Scheduler, options: VerifierOptions): 
   };
 
   return async (job, volunteer, executor) => {
-    if (options.fraction <= 0 || (options.fraction < 1 && random() >= options.fraction)) return volunteer;
+    const chance = checkChance(options.fraction, executor);
+    if (chance <= 0 || (chance < 1 && random() >= chance)) return volunteer;
     const checked = recompute(job).then((local) => judge(executor, volunteer, local));
+    // Only the configured fraction of 1 holds replies back for their check; a newcomer's checks follow its reply.
     return options.fraction >= 1 ? checked : volunteer;
   };
 }

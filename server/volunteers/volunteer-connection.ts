@@ -4,7 +4,7 @@
  */
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
-import type { HubMessage } from '../../shared/protocol/volunteer.ts';
+import type { HubMessage, VolunteerProtocolVersion } from '../../shared/protocol/volunteer.ts';
 import type { VolunteerStatus } from '../../shared/protocol/status.ts';
 import type { VolunteerExecutor } from './volunteer-executor.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -16,8 +16,15 @@ export interface Connection {
   id: string;
   ws: WebSocket;
   connectedAt: number;
-  /** performance.now() of the last frame from the tab: silence is measured on a monotonic clock. */
+  /** The volunteer protocol version negotiated at connect (the URL's ?protocol=). */
+  protocol: VolunteerProtocolVersion;
+  /** performance.now() of the last message from the tab: silence is measured on a monotonic clock. */
   lastHeard: number;
+  /**
+   * performance.now() of the last WebSocket pong. The browser's network stack answers pings even
+   * while the page is frozen, so this tells a live connection from a half-open one whatever the page does.
+   */
+  lastPong: number;
   userAgent: string | undefined;
   violations: number;
   executor?: VolunteerExecutor;
@@ -48,6 +55,13 @@ export function connectionStatus(connection: Connection): VolunteerStatus {
     connected_at: new Date(connection.connectedAt).toISOString(),
     last_seen: new Date(lastSeen).toISOString(),
     quarantine_reason: executor?.quarantineReason,
+    standing: executor?.standing,
+    protocol: connection.protocol,
+    paused_reason: executor?.pausedReason,
+    late_jobs: executor?.lateJobs,
+    hedges_won: executor?.hedgesWon,
+    hedges_lost: executor?.hedgesLost,
+    handed_back: executor?.handedBack,
   };
 }
 

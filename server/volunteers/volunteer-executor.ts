@@ -7,10 +7,10 @@
 import { INPUT_SIZE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
 import { encodeJobFrame } from '../../shared/protocol/volunteer.ts';
-import type { AdapterInfo, HubMessage, VolunteerBackend, VolunteerMessage } from '../../shared/protocol/volunteer.ts';
+import type { AdapterInfo, HubMessage, PauseReason, VolunteerBackend, VolunteerMessage } from '../../shared/protocol/volunteer.ts';
 import type { BatchResult, Executor } from '../executors/executor.ts';
 import { ServiceTimeEstimate } from '../executors/service-time.ts';
-import type { VolunteerState } from '../../shared/protocol/status.ts';
+import type { VolunteerStanding, VolunteerState } from '../../shared/protocol/status.ts';
 
 export type VolunteerHello = Extract<VolunteerMessage, { type: 'hello' }>;
 export type VolunteerResult = Extract<VolunteerMessage, { type: 'result' }>;
@@ -37,7 +37,8 @@ const MAX_FAILURE_REST_MS = 30_000;
 /**
  * A tab is on probation until it has answered this many jobs: one image at a time, and its
  * claimed speed counts for no more than NEWCOMER_FLOOR_MS an image. A tab that reconnects
- * starts again here, so a bad record cannot be shed by reconnecting into a good one.
+ * starts again here, so a bad record cannot be shed by reconnecting into a good one; so does a
+ * tab that was late on a job (hedged) or failed one.
  */
 export const PROBATION_JOBS = 3;
 export const NEWCOMER_FLOOR_MS = 15;
@@ -78,6 +79,8 @@ interface InFlight {
   jobId: number;
   batch: number;
   sentAt: number;
+  /** The scheduler found it late and ran it elsewhere too: it earns nothing, and a rest follows. */
+  late: boolean;
   timer: NodeJS.Timeout;
   resolve: (result: BatchResult) => void;
   reject: (error: Error) => void;
@@ -102,9 +105,18 @@ export class VolunteerExecutor implements Executor {
   jobsDone = 0;
   imagesDone = 0;
   failures = 0;
+  lateJobs = 0;
+  hedgesWon = 0;
+  hedgesLost = 0;
+  handedBack = 0;
+  pausedReason: PauseReason | undefined;
   /** Epoch ms of the last frame from the tab. */
   lastSeenAt = Date.now();
   private consecutiveFailures = 0;
+  /** Answers in time since it last lost its standing (joined, was late, failed). */
+  private earned = 0;
+  /** Failures and late jobs since its last answer in time: each one doubles the next rest. */
+  private strikes = 0;
   private inFlight: InFlight | undefined;
   private readonly endedJobs: number[] = [];
   /** The tab's own compute time per image: starts from its warm-up, then what it reports. */
@@ -139,9 +151,25 @@ export class VolunteerExecutor implements Executor {
     this.failureRestMs = options.failureRestMs ?? DEFAULT_FAILURE_REST_MS;
   }
 
-  /** Answered enough jobs on this connection that its record, not its claim, says how fast it is. */
+  /** Answered enough jobs in time on this connection that its record, not its claim, says how fast it is. */
   get proven(): boolean {
-    return this.jobsDone >= PROBATION_JOBS;
+    return this.earned >= PROBATION_JOBS;
+  }
+
+  get earnedAnswers(): number {
+    return this.earned;
+  }
+
+  get standing(): VolunteerStanding {
+    switch (this.state) {
+      case 'quarantined':
+      case 'paused':
+        return this.state;
+      case 'resting':
+        return 'backing_off';
+      default:
+        return this.proven ? 'trusted' : 'probation';
+    }
   }
 
   get maxBatch(): number {
@@ -204,7 +232,7 @@ export class VolunteerExecutor implements Executor {
       const timer = setTimeout(() => this.failJob(jobId, new Error(`volunteer ${this.id} gave no answer in ${Math.round(timeoutMs)} ms`)), timeoutMs);
       // The socket, not this timer, is what keeps the process alive.
       timer.unref();
-      this.inFlight = { jobId, batch: images.length, sentAt: performance.now(), timer, resolve, reject };
+      this.inFlight = { jobId, batch: images.length, sentAt: performance.now(), late: false, timer, resolve, reject };
       this.setState('busy');
       this.link.sendJob(frame, (error) => this.failJob(jobId, new Error(`volunteer ${this.id}: could not send the job: ${error.message}`)));
     });
@@ -227,10 +255,49 @@ export class VolunteerExecutor implements Executor {
     this.jobsDone++;
     this.imagesDone += inFlight.batch;
     this.consecutiveFailures = 0;
+    if (inFlight.late) {
+      this.strikes++;
+    } else {
+      this.earned++;
+      this.strikes = 0;
+    }
     const results: TopK[] = message.indices.map((indices, i) => ({ indices, probabilities: message.probabilities[i] }));
     // The round trip, not compute_ms: it is what the hub measured and what the client waited.
     inFlight.resolve({ results, inferenceMs: roundTripMs });
+    if (inFlight.late) this.rest();
     return { verdict: 'accepted' };
+  }
+
+  noteLate(): void {
+    this.lateJobs++;
+    this.earned = 0;
+    if (this.inFlight) this.inFlight.late = true;
+  }
+
+  noteHedgeOutcome(won: boolean): void {
+    if (won) this.hedgesWon++;
+    else this.hedgesLost++;
+  }
+
+  /**
+   * The tab cannot work for now (hidden, frozen): no more jobs until it
+   * resumes, and the job in hand goes back to the scheduler at once, not counted against it.
+   */
+  pause(reason: PauseReason): void {
+    if (this.state === 'quarantined' || this.state === 'gone') return;
+    this.pausedReason = reason;
+    clearTimeout(this.restTimer);
+    this.setState('paused');
+    const inFlight = this.inFlight && this.takeInFlight(this.inFlight.jobId);
+    if (!inFlight) return;
+    this.handedBack++;
+    inFlight.reject(new Error(`volunteer ${this.id} paused (${reason}) and handed its job back`));
+  }
+
+  resume(): void {
+    if (this.state !== 'paused') return;
+    this.pausedReason = undefined;
+    this.setState('ready');
   }
 
   handleJobFailed(message: VolunteerJobFailed): JobVerdict {
@@ -282,6 +349,8 @@ export class VolunteerExecutor implements Executor {
     if (!inFlight) return;
     this.failures++;
     this.consecutiveFailures++;
+    this.strikes++;
+    this.earned = 0;
     inFlight.reject(error);
     // Both before the scheduler hears of the failure (a microtask away), so the batch goes elsewhere.
     if (this.consecutiveFailures >= this.maxConsecutiveFailures) {
@@ -292,7 +361,7 @@ export class VolunteerExecutor implements Executor {
   }
 
   private rest(): void {
-    const restMs = Math.min(this.failureRestMs * 2 ** (this.consecutiveFailures - 1), MAX_FAILURE_REST_MS);
+    const restMs = Math.min(this.failureRestMs * 2 ** (Math.max(1, this.strikes) - 1), MAX_FAILURE_REST_MS);
     if (!(restMs > 0) || this.state !== 'ready') return;
     this.setState('resting');
     this.restTimer = setTimeout(() => {

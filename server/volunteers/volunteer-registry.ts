@@ -18,9 +18,10 @@ import {
   CLOSE_STOP,
   CLOSE_VIOLATIONS,
   MAX_VOLUNTEER_MESSAGE_BYTES,
-  VOLUNTEER_PROTOCOL_VERSION,
   VolunteerMessageSchema,
+  negotiateProtocol,
 } from '../../shared/protocol/volunteer.ts';
+import type { VolunteerMessage } from '../../shared/protocol/volunteer.ts';
 import type { UpgradeRefusal, VolunteerRegistryStats, VolunteerStatus } from '../../shared/protocol/status.ts';
 import { VolunteerExecutor } from './volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
@@ -36,6 +37,12 @@ export type { VolunteerRegistryEvents, VolunteerModel, VolunteerRegistryOptions,
 export const VOLUNTEER_PATH = '/ws/volunteer';
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
+/**
+ * How long a paused tab may send nothing while its connection still answers pings: a frozen
+ * page runs no script, so it sends no heartbeat, but it holds no job either. Past this it is let go
+ * (it reconnects when it wakes).
+ */
+const PAUSED_SILENCE_LIMIT_MS = 5 * 60_000;
 
 /** Attaches the volunteer WebSocket to the HTTP front; the returned registry is the hub's handle on volunteers. */
 export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerRegistry {
@@ -165,11 +172,14 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
 
   private accept(ws: WebSocket, request: IncomingMessage): void {
     const id = `volunteer-${++this.volunteerCount}`;
+    const now = performance.now();
     const connection: Connection = {
       id,
       ws,
+      protocol: negotiateProtocol(new URL(request.url ?? '/', 'http://hub').searchParams.get('protocol')),
       connectedAt: Date.now(),
-      lastHeard: performance.now(),
+      lastHeard: now,
+      lastPong: now,
       userAgent: request.headers['user-agent'],
       violations: 0,
       inScheduler: false,
@@ -188,12 +198,15 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
     // ws reports the tab's protocol errors here (oversized, bad UTF-8, bad opcode) and then closes.
     ws.on('error', (error) => this.violation(connection, 'socket_error', error.message));
     ws.on('close', (code, reason) => this.finish(connection, `socket closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
+    ws.on('pong', () => {
+      connection.lastPong = performance.now();
+    });
     // Joining (the hello, with its model and adapter) is logged at info; a bare connection is not news.
     this.log.debug({ volunteer: id, address: request.socket.remoteAddress, origin: request.headers.origin }, 'volunteer connected');
     const model = this.settings.model();
     sendMessage(connection, {
       type: 'welcome',
-      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      protocol: connection.protocol,
       volunteer_id: id,
       model: { url: model.url, sha256: model.sha256, weights: model.weights },
       heartbeat_ms: this.settings.heartbeatMs,
@@ -230,6 +243,9 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
         return;
       case 'hello':
         return this.onHello(connection, message);
+      case 'pause':
+      case 'resume':
+        return this.onPauseOrResume(connection, message);
       case 'result':
       case 'job_failed': {
         const executor = connection.executor;
@@ -240,8 +256,25 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
     }
   }
 
+  private onPauseOrResume(connection: Connection, message: Extract<VolunteerMessage, { type: 'pause' | 'resume' }>): void {
+    if (connection.protocol < 2) return this.violation(connection, 'not_in_protocol', `${message.type} needs protocol 2; this connection speaks ${connection.protocol}`);
+    const executor = connection.executor;
+    // Before hello the tab takes no work anyway; it says pause again after its hello if it still must.
+    if (!executor) return;
+    if (message.type === 'resume') {
+      executor.resume();
+      this.log.debug({ volunteer: connection.id }, 'volunteer resumed');
+      return;
+    }
+    executor.pause(message.reason);
+    this.log.debug({ volunteer: connection.id, reason: message.reason }, 'volunteer paused');
+  }
+
   private onHello(connection: Connection, hello: VolunteerHello): void {
     if (connection.executor) return this.violation(connection, 'duplicate_hello', 'hello after hello');
+    if (hello.protocol !== connection.protocol) {
+      return this.violation(connection, 'protocol_mismatch', `hello says protocol ${hello.protocol}; the welcome said ${connection.protocol}`);
+    }
     const model = this.settings.model();
     if (hello.model_sha256 !== model.sha256.toLowerCase()) {
       this.counters.refusedHellos++;
@@ -321,24 +354,37 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
     }
   }
 
+  /**
+   * Liveness, apart from job progress: every beat each tab gets a heartbeat message and a
+   * WebSocket ping. A connection that answers neither for a few beats is half-open (or the tab
+   * is gone) and is dropped; a tab whose script has gone quiet is dropped too, unless it said it
+   * is paused (a frozen page runs no script, but its connection still answers pings).
+   */
   private tick(): void {
     const now = performance.now();
     const silenceLimit = this.settings.missedBeats * this.settings.heartbeatMs;
     for (const connection of [...this.connections.values()]) {
       const silentMs = now - connection.lastHeard;
-      if (silentMs > silenceLimit) {
-        this.counters.dropped++;
-        // A tab that had joined matters to an operator; a bare connection that never said hello
-        // is noise (or a flood of them), kept to debug.
-        const level = connection.executor ? 'warn' : 'debug';
-        this.log[level]({ volunteer: connection.id, silent_ms: Math.round(silentMs) }, 'volunteer dropped: silent');
-        // Finished first, so its batch is back in the queue before the socket is even gone.
-        this.finish(connection, `silent for ${Math.round(silentMs)} ms`);
-        connection.ws.terminate();
+      const unansweredMs = now - Math.max(connection.lastPong, connection.lastHeard);
+      const paused = connection.executor?.state === 'paused';
+      if (unansweredMs > silenceLimit || silentMs > (paused ? PAUSED_SILENCE_LIMIT_MS : silenceLimit)) {
+        this.drop(connection, unansweredMs > silenceLimit ? 'no answer to pings' : 'silent', silentMs);
         continue;
       }
       sendMessage(connection, { type: 'heartbeat', sent_at: Date.now() }, this.log);
+      if (connection.ws.readyState === connection.ws.OPEN) connection.ws.ping();
     }
+  }
+
+  private drop(connection: Connection, why: string, silentMs: number): void {
+    this.counters.dropped++;
+    // A tab that had joined matters to an operator; a bare connection that never said hello
+    // is noise (or a flood of them), kept to debug.
+    const level = connection.executor ? 'warn' : 'debug';
+    this.log[level]({ volunteer: connection.id, silent_ms: Math.round(silentMs), why }, `volunteer dropped: ${why}`);
+    // Finished first, so its batch is back in the queue before the socket is even gone.
+    this.finish(connection, `${why} (silent for ${Math.round(silentMs)} ms)`);
+    connection.ws.terminate();
   }
 
   /** Closes politely; the tab leaves the scheduler now, not when the closing handshake ends. */

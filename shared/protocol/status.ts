@@ -3,7 +3,7 @@
  * of the live event stream. Shared so that the web UI reads exactly what the server writes.
  */
 import type { HubInfo, ModelInfo } from './classify.ts';
-import type { AdapterInfo, VolunteerBackend } from './volunteer.ts';
+import type { AdapterInfo, PauseReason, VolunteerBackend } from './volunteer.ts';
 import type { ModelSwapStatus } from './model-swap.ts';
 
 export interface EngineTrial {
@@ -30,8 +30,19 @@ export interface LocalWorkerStatus {
   restarts: number;
 }
 
-/** `resting`: a batch just failed on it; it takes no work for a while. */
-export type VolunteerState = 'ready' | 'busy' | 'resting' | 'quarantined' | 'gone';
+/**
+ * `resting`: a batch just failed on it, or it was late on one; it takes no work for a while.
+ * `paused`: the tab said it is hidden or frozen (protocol 2).
+ */
+export type VolunteerState = 'ready' | 'busy' | 'resting' | 'paused' | 'quarantined' | 'gone';
+/**
+ * What the hub's record of a tab is worth: `probation` until it has answered a few jobs on this
+ * connection (and again after it was late or failed), then `trusted`; `backing_off` while it
+ * rests after a failure or a late job; `paused` while the tab says it cannot work;
+ * `quarantined` for good.
+ */
+export const VOLUNTEER_STANDINGS = ['probation', 'trusted', 'backing_off', 'paused', 'quarantined'] as const;
+export type VolunteerStanding = (typeof VOLUNTEER_STANDINGS)[number];
 /** `joining`: connected, loading and warming up the model, no hello yet. */
 export type VolunteerConnectionState = 'joining' | VolunteerState;
 
@@ -54,6 +65,18 @@ export interface VolunteerStatus {
   connected_at: string;
   last_seen: string;
   quarantine_reason?: string;
+  /** Absent until the tab said hello. */
+  standing?: VolunteerStanding;
+  /** The volunteer protocol version this connection speaks. */
+  protocol?: number;
+  paused_reason?: PauseReason;
+  /** Jobs of its that ran late enough to be hedged. */
+  late_jobs?: number;
+  /** Hedge races it was in (its late job run again elsewhere, or another's run again on it): answered first, or not. */
+  hedges_won?: number;
+  hedges_lost?: number;
+  /** Jobs it handed back when it paused. */
+  handed_back?: number;
 }
 
 export type ExecutorStatus = LocalWorkerStatus | VolunteerStatus;

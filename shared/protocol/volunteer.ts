@@ -7,7 +7,26 @@
 import { z } from 'zod';
 import { MAX_TOP, NUM_CLASSES } from '../labels.ts';
 
-export const VOLUNTEER_PROTOCOL_VERSION = 1;
+/**
+ * Version 2 adds `pause` and `resume` (a hidden or frozen tab). A tab asks for
+ * it by connecting with `?protocol=2`; the welcome says which version the connection speaks, and
+ * the hello repeats it. A tab that does not ask (one loaded before the hub was upgraded) is
+ * welcomed with version 1 and served as before.
+ */
+export const VOLUNTEER_PROTOCOL_VERSION = 2;
+export const VOLUNTEER_PROTOCOL_VERSIONS = [1, 2] as const;
+export type VolunteerProtocolVersion = (typeof VOLUNTEER_PROTOCOL_VERSIONS)[number];
+const ProtocolVersionSchema = z.union([z.literal(1), z.literal(2)]);
+
+/** The version a connection speaks, from the `protocol` query parameter of its URL. */
+export function negotiateProtocol(asked: string | null): VolunteerProtocolVersion {
+  const version = Number(asked);
+  return Number.isInteger(version) && version >= VOLUNTEER_PROTOCOL_VERSION ? VOLUNTEER_PROTOCOL_VERSION : 1;
+}
+
+/** Why a tab stops taking work for a while: it is hidden, or the browser is freezing it (Page Lifecycle). */
+export const PAUSE_REASONS = ['hidden', 'frozen'] as const;
+export type PauseReason = (typeof PAUSE_REASONS)[number];
 /** Largest text frame a volunteer may send; results are a few hundred bytes. */
 export const MAX_VOLUNTEER_MESSAGE_BYTES = 64 * 1024;
 export const MAX_VOLUNTEER_BATCH = 16;
@@ -37,7 +56,7 @@ const ProbabilityRow = z.array(z.number().min(0).max(1)).min(1).max(MAX_TOP);
 export const VolunteerMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('hello'),
-    protocol: z.literal(VOLUNTEER_PROTOCOL_VERSION),
+    protocol: ProtocolVersionSchema,
     backend: z.enum(VOLUNTEER_BACKENDS),
     adapter: AdapterSchema.optional(),
     user_agent: z.string().max(500).optional(),
@@ -56,6 +75,10 @@ export const VolunteerMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('job_failed'), job_id: z.int().min(0), message: z.string().max(1000) }),
   z.object({ type: z.literal('heartbeat'), sent_at: z.number() }),
   z.object({ type: z.literal('bye') }),
+  /** Version 2: no more work for now; a job in hand is handed back (the hub runs it elsewhere). */
+  z.object({ type: z.literal('pause'), reason: z.enum(PAUSE_REASONS) }),
+  /** Version 2: work again. */
+  z.object({ type: z.literal('resume') }),
 ]);
 export type VolunteerMessage = z.infer<typeof VolunteerMessageSchema>;
 
@@ -66,7 +89,7 @@ const VolunteerModelSchema = z.object({ url: z.string(), sha256: z.string(), wei
 export const HubMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('welcome'),
-    protocol: z.literal(VOLUNTEER_PROTOCOL_VERSION),
+    protocol: ProtocolVersionSchema,
     volunteer_id: z.string(),
     model: VolunteerModelSchema,
     heartbeat_ms: z.number().positive(),

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import type { RawData } from 'ws';
 import { MAX_TOP } from '../../../shared/labels.ts';
-import { decodeJobFrame, VOLUNTEER_PROTOCOL_VERSION } from '../../../shared/protocol/volunteer.ts';
+import { decodeJobFrame } from '../../../shared/protocol/volunteer.ts';
 import type { HubMessage } from '../../../shared/protocol/volunteer.ts';
 import { launchChromium } from '../../../kit/browser.ts';
 import { joinVolunteer, volunteers, waitFor } from '../../support/volunteers.ts';
@@ -42,7 +42,7 @@ async function joinLyingPeer(hub: HubProcess): Promise<{ id: string; close(): vo
     if (!isBinary) {
       const message = JSON.parse(bytes.toString('utf8')) as HubMessage;
       if (message.type !== 'welcome') return;
-      ws.send(JSON.stringify({ type: 'hello', protocol: VOLUNTEER_PROTOCOL_VERSION, backend: 'webgpu', model_sha256: message.model.sha256, per_image_ms: 5, max_batch: 1 }));
+      ws.send(JSON.stringify({ type: 'hello', protocol: message.protocol, backend: 'webgpu', model_sha256: message.model.sha256, per_image_ms: 5, max_batch: 1 }));
       beat = setInterval(() => ws.send(JSON.stringify({ type: 'heartbeat', sent_at: Date.now() })), 500);
       return;
     }

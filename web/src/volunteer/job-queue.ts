@@ -52,6 +52,13 @@ export class JobQueue {
     return { run: this.running, job };
   }
 
+  /** The running job, given up (its worker is gone); null if none runs. */
+  abandonRunning(): RunningJob | null {
+    const run = this.running;
+    this.running = null;
+    return run;
+  }
+
   /** The running job that the answer numbered `seq` is for, now finished; null if none is. */
   finish(seq: number): RunningJob | null {
     const run = this.running;

@@ -5,16 +5,22 @@
  *   ?autostart=1    start without a click (tests, kiosks)
  *   ?token=…        passed on to the hub (`/ws/volunteer?token=…`)
  *   ?backend=wasm   force one TF.js backend (webgpu | webgl | wasm), for troubleshooting
+ *   ?background=1   keep taking work while the tab is hidden (by default a hidden tab pauses:
+ *                   browsers throttle and freeze background tabs); a frozen tab always pauses
  *   ?fault=wrong    TEST HOOK: the tab returns deliberately wrong results (the top-k of the next
  *                   class index), so the hub's verification of volunteers can be tested. It can
  *                   only hurt this tab's own reputation: the hub verifies what volunteers send.
+ *   ?fault=lose-device  TEST HOOK: the GPU device is destroyed as the first job starts, as a
+ *                   driver reset would; the tab fails that job and rejoins with a new device.
  *
  * For tests: `window.volunteerState` is the live state object, `<body data-state="…">` its phase.
  */
 import '../styles.css';
-import { VOLUNTEER_BACKENDS } from '../../../shared/protocol/volunteer.ts';
+import { VOLUNTEER_BACKENDS, VOLUNTEER_PROTOCOL_VERSION } from '../../../shared/protocol/volunteer.ts';
+import { followPageLifecycle } from './page-lifecycle.ts';
 import { VolunteerSession } from './session.ts';
 import type { Phase, VolunteerState } from './volunteer-state.ts';
+import { FAULT_MODES } from './worker-messages.ts';
 import type { FaultMode, VolunteerBackend } from './worker-messages.ts';
 
 declare global {
@@ -25,15 +31,24 @@ declare global {
 
 const params = new URLSearchParams(location.search);
 
+/** A query flag: present and not 0 or false. */
+function flag(name: string): boolean {
+  const value = params.get(name);
+  return value !== null && value !== '0' && value !== 'false';
+}
+
 function hubUrl(): string {
   const url = new URL('/ws/volunteer', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // The newest protocol this page speaks; a hub that does not know it welcomes the page with version 1.
+  url.searchParams.set('protocol', String(VOLUNTEER_PROTOCOL_VERSION));
   const token = params.get('token');
   if (token) url.searchParams.set('token', token);
   return url.href;
 }
 
-const fault: FaultMode = params.get('fault') === 'wrong' ? 'wrong' : null;
+const askedFault = params.get('fault');
+const fault: FaultMode = FAULT_MODES.find((mode) => mode === askedFault) ?? null;
 const forced = params.get('backend');
 const backend = (VOLUNTEER_BACKENDS as readonly string[]).includes(forced ?? '') ? (forced as VolunteerBackend) : null;
 
@@ -74,6 +89,7 @@ const TONES: Record<Phase, 'idle' | 'busy' | 'ok' | 'warn' | 'bad'> = {
   'warming-up': 'busy',
   ready: 'ok',
   computing: 'ok',
+  paused: 'idle',
   reconnecting: 'warn',
   stopped: 'idle',
   quarantined: 'bad',
@@ -146,10 +162,10 @@ ui.stop.addEventListener('click', () => session.stop());
 window.addEventListener('pagehide', () => session.sayBye());
 
 session.subscribe(render);
+followPageLifecycle(session, { keepWorkingWhenHidden: flag('background') });
 
 if (!('gpu' in navigator)) {
   console.info('volunteer: this browser has no WebGPU; the tab will fall back to WebGL or WebAssembly');
 }
 
-const autostart = params.get('autostart');
-if (autostart !== null && autostart !== '0' && autostart !== 'false') session.start();
+if (flag('autostart')) session.start();

@@ -115,6 +115,7 @@ async function initBackend(forced: VolunteerBackend | null): Promise<VolunteerBa
         continue;
       }
       const adapter = await describeAdapter(name);
+      if (name === 'webgpu') watchDevice();
       post({ type: 'backend', backend: name, adapter, notes });
       return name;
     } catch (error) {
@@ -124,6 +125,20 @@ async function initBackend(forced: VolunteerBackend | null): Promise<VolunteerBa
   const message = forced ? `the ${forced} backend is not available here` : 'no TF.js backend works in this browser (tried WebGPU, WebGL, wasm)';
   post({ type: 'init-failed', message, notes });
   throw new Error(message);
+}
+
+/** The part of TF.js's WebGPU backend that holds the device (not in its typings). */
+interface DeviceHolder {
+  device?: { lost: Promise<{ reason: string; message: string }>; destroy(): void };
+}
+
+function gpuDevice(): DeviceHolder['device'] {
+  return (tf.backend() as unknown as DeviceHolder).device;
+}
+
+/** A lost device is told to the page at once: the job in hand fails and the page starts a new worker. */
+function watchDevice(): void {
+  void gpuDevice()?.lost.then((info) => post({ type: 'device-lost', message: info.message || `reason: ${info.reason}` }));
 }
 
 function whyUnavailable(name: VolunteerBackend): string | null {
@@ -293,6 +308,8 @@ async function runJob(job: Extract<ToWorker, { type: 'run' }>): Promise<void> {
   const started = performance.now();
   try {
     if (!loaded) throw new Error('no model loaded');
+    // TEST HOOK (?fault=lose-device): the device goes away as a job starts, as on a driver reset.
+    if (fault === 'lose-device') gpuDevice()?.destroy();
     const pixels = new Uint8Array(job.pixels);
     const probabilities = await predict(loaded.model, pixels, job.batch);
     const indices: number[][] = [];

@@ -8,21 +8,23 @@
  * Every hub message is validated with the shared zod schemas; malformed ones are reported and
  * ignored. Every message sent is validated too, so a bug here cannot put garbage on the wire.
  */
-import { MAX_VOLUNTEER_BATCH, VOLUNTEER_PROTOCOL_VERSION, peekJobId } from '../../../shared/protocol/volunteer.ts';
-import type { JobFrame, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
+import { MAX_VOLUNTEER_BATCH, peekJobId } from '../../../shared/protocol/volunteer.ts';
+import type { JobFrame, PauseReason, VolunteerMessage } from '../../../shared/protocol/volunteer.ts';
 import { backoffDelay } from '../../../shared/backoff.ts';
 import { HubLink, RECONNECT_BACKOFF } from './hub-link.ts';
 import { parseHubText, welcomeModelUrl } from './hub-messages.ts';
 import type { Welcome } from './hub-messages.ts';
-import { JobQueue, readJobFrame } from './job-queue.ts';
-import { spawnModelWorker } from './spawn-model-worker.ts';
+import { readJobFrame } from './job-queue.ts';
+import type { RunningJob } from './job-queue.ts';
+import { ModelWorkerHost } from './model-worker-host.ts';
+import type { JobAnswer } from './model-worker-host.ts';
 import { Ticker } from './ticker.ts';
-import { initialVolunteerState, jobDonePatch, modelReadyPatch, progressPatch, reconnectDetail } from './volunteer-state.ts';
+import { PAUSED_DETAIL, READY_DETAIL, initialVolunteerState, jobDonePatch, modelReadyPatch, progressPatch, reconnectDetail } from './volunteer-state.ts';
 import type { Phase, VolunteerState } from './volunteer-state.ts';
-import type { FaultMode, FromWorker, ToWorker, VolunteerBackend } from './worker-messages.ts';
+import type { FaultMode, FromWorker, VolunteerBackend } from './worker-messages.ts';
 
 export interface SessionOptions {
-  /** ws(s)://host/ws/volunteer[?token=…] */
+  /** ws(s)://host/ws/volunteer?protocol=2[&token=…] */
   url: string;
   /** Base for the model URL the hub gives (the page's URL). */
   baseUrl: string;
@@ -51,9 +53,14 @@ export class VolunteerSession {
   private nextHeartbeat = 0;
   private attempt = 0;
 
-  private worker: Worker | null = null;
   private ticker: Ticker | null = null;
-  private readonly jobs = new JobQueue();
+  private readonly model = new ModelWorkerHost({
+    onMessage: (message) => this.onWorker(message),
+    onAnswer: (run, message) => this.onJobDone(run, message),
+    onFailed: (message) => this.shutDown('error', 'Stopped after an error', message),
+  });
+  /** Why the page cannot work now (hidden, frozen); it pauses only on a hub that speaks protocol 2. */
+  private readonly pausedFor = new Set<PauseReason>();
 
   constructor(private readonly options: SessionOptions) {
     this.state = initialVolunteerState(options.fault);
@@ -88,6 +95,38 @@ export class VolunteerSession {
   /** The tab is going away: tell the hub, without waiting for anything. */
   sayBye(): void {
     this.send({ type: 'bye' });
+  }
+
+  /**
+   * The page is hidden, or about to be frozen: the hub is told, takes back the job in hand and
+   * sends no more until resume(). (A hub of protocol 1 cannot be told; the tab works on.)
+   */
+  pause(reason: PauseReason): void {
+    if (this.pausedFor.has(reason)) return;
+    this.pausedFor.add(reason);
+    if (!this.canPause()) return;
+    this.model.dropWaiting();
+    this.send({ type: 'pause', reason });
+    this.update({ state: 'paused', detail: PAUSED_DETAIL[reason], currentJobId: null });
+  }
+
+  resume(reason: PauseReason): void {
+    if (!this.pausedFor.delete(reason) || this.pausedFor.size > 0) return;
+    // A frozen page ran no timers: what it missed from the hub meanwhile is not the hub's silence.
+    this.link.lastReceived = Date.now();
+    this.nextHeartbeat = 0;
+    if (!this.canPause()) return;
+    this.send({ type: 'resume' });
+    this.update({ state: 'ready', detail: READY_DETAIL });
+    this.pump();
+  }
+
+  private canPause(): boolean {
+    return this.helloSent && this.welcome !== null && this.welcome.protocol >= 2;
+  }
+
+  private get paused(): boolean {
+    return this.pausedFor.size > 0 && this.canPause();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -126,7 +165,7 @@ export class VolunteerSession {
     this.link.close(code, reason);
     this.welcome = null;
     this.helloSent = false;
-    this.jobs.dropWaiting();
+    this.model.dropWaiting();
   }
 
   /** Ends the session for good (Stop, quarantine, refusal, a local failure). */
@@ -135,9 +174,7 @@ export class VolunteerSession {
     this.dropConnection(1000, phase);
     this.ticker?.dispose();
     this.ticker = null;
-    this.worker?.terminate();
-    this.worker = null;
-    this.jobs.reset();
+    this.model.stop();
     if (error !== null) this.state.lastError = error;
     this.update({ state: phase, detail, reconnectAt: null, currentJobId: null, downloadProgress: null, modelSource: null });
   }
@@ -236,7 +273,7 @@ export class VolunteerSession {
       state: 'loading',
       detail: 'Preparing the model…',
     });
-    this.toWorker({ type: 'load', url: model.url, sha256: welcome.model.sha256, maxBatch: this.batchLimit(welcome) });
+    this.model.load(model.url, welcome.model.sha256, this.batchLimit(welcome));
   }
 
   private onBinary(buffer: ArrayBuffer): void {
@@ -255,7 +292,9 @@ export class VolunteerSession {
       this.send({ type: 'job_failed', job_id: job.jobId, message: 'not ready: no hello sent yet' });
       return;
     }
-    this.jobs.push(job);
+    // Sent before the hub read this tab's pause: the hub has taken it back already.
+    if (this.paused) return;
+    this.model.enqueue(job);
     this.pump();
   }
 
@@ -272,7 +311,7 @@ export class VolunteerSession {
     const offered = Math.max(1, Math.min(maxBatch, this.batchLimit(welcome)));
     this.send({
       type: 'hello',
-      protocol: VOLUNTEER_PROTOCOL_VERSION,
+      protocol: welcome.protocol,
       backend,
       adapter: this.state.adapter ?? undefined,
       user_agent: navigator.userAgent.slice(0, 500),
@@ -281,31 +320,26 @@ export class VolunteerSession {
       max_batch: offered,
     });
     this.helloSent = true;
-    this.update({ maxBatch: offered, state: 'ready', detail: 'Ready — waiting for work', downloadProgress: null });
+    this.update({ maxBatch: offered, state: 'ready', detail: READY_DETAIL, downloadProgress: null });
+    // Hidden or frozen while it joined: the hub hears so at once.
+    const [reason] = this.pausedFor;
+    if (reason && this.canPause()) {
+      this.send({ type: 'pause', reason });
+      this.update({ state: 'paused', detail: PAUSED_DETAIL[reason] });
+    }
     this.pump();
   }
 
   // -------------------------------------------------------------------------------------------
   // The model worker
 
+  /** A new model worker; the test hook that loses a device does so once per page, not again in the worker that follows. */
   private startWorker(): void {
-    const worker = spawnModelWorker({
-      onMessage: (message) => {
-        if (worker === this.worker) this.onWorker(message);
-      },
-      onFailed: (message) => {
-        if (worker === this.worker) this.shutDown('error', 'Stopped after an error', message);
-      },
-    });
-    this.worker = worker;
-    this.toWorker({ type: 'init', fault: this.options.fault, backend: this.options.backend });
+    const fault = this.options.fault === 'lose-device' && this.state.deviceLosses > 0 ? null : this.options.fault;
+    this.model.start(fault, this.options.backend);
   }
 
-  private toWorker(message: ToWorker, transfer: Transferable[] = []): void {
-    this.worker?.postMessage(message, transfer);
-  }
-
-  private onWorker(message: FromWorker): void {
+  private onWorker(message: Exclude<FromWorker, JobAnswer>): void {
     switch (message.type) {
       case 'backend':
         if (message.notes.length > 0) console.info(`volunteer: using ${message.backend}; ${message.notes.join('; ')}`);
@@ -330,23 +364,36 @@ export class VolunteerSession {
           this.lost(`cannot get the model: ${message.message}`);
         }
         break;
-      case 'result':
-      case 'run-failed':
-        this.onJobDone(message);
-        break;
       case 'warn':
         console.warn(`volunteer (model worker): ${message.message}`);
+        break;
+      case 'device-lost':
+        this.onDeviceLost(message.message);
         break;
     }
   }
 
+  /**
+   * The GPU device is gone, and with it everything the worker had on it: the job in hand fails
+   * now (the hub runs it elsewhere), and a new worker makes a new device and rejoins the hub.
+   */
+  private onDeviceLost(message: string): void {
+    const running = this.model.stop();
+    if (running && running.epoch === this.link.epoch && this.helloSent) {
+      this.send({ type: 'job_failed', job_id: running.jobId, message: `the GPU device was lost: ${message}`.slice(0, 1000) });
+    }
+    console.info(`volunteer: the GPU device was lost (${message}); starting again`);
+    this.update({ deviceLosses: this.state.deviceLosses + 1, jobsFailed: this.state.jobsFailed + (running ? 1 : 0) });
+    this.startWorker();
+    this.attempt = 0;
+    this.lost(`the GPU device was lost (${message}); rejoining with a new one`);
+  }
+
   private pump(): void {
-    if (!this.helloSent || !this.worker) return;
-    const next = this.jobs.start(this.link.epoch);
+    if (!this.helloSent || !this.welcome || this.paused) return;
+    const next = this.model.runNext(this.link.epoch, this.welcome.top_k);
     if (!next) return;
-    const { run, job } = next;
-    const pixels = job.pixels.slice().buffer; // exactly the images, transferred to the worker
-    this.toWorker({ type: 'run', seq: run.seq, jobId: job.jobId, batch: job.batch, pixels, topK: this.welcome!.top_k }, [pixels]);
+    const { job } = next;
     this.update({
       state: 'computing',
       currentJobId: job.jobId,
@@ -354,9 +401,7 @@ export class VolunteerSession {
     });
   }
 
-  private onJobDone(message: Extract<FromWorker, { type: 'result' | 'run-failed' }>): void {
-    const busy = this.jobs.finish(message.seq);
-    if (!busy) return;
+  private onJobDone(busy: RunningJob, message: JobAnswer): void {
     const current = busy.epoch === this.link.epoch && this.helloSent;
     if (current) {
       if (message.type === 'result') {
@@ -374,7 +419,7 @@ export class VolunteerSession {
       }
     }
     // A result for a connection that has since died is dropped: its job is the hub's to redo.
-    if (this.state.state === 'computing') this.update({ state: 'ready', detail: 'Ready — waiting for work', currentJobId: null });
+    if (this.state.state === 'computing') this.update({ state: 'ready', detail: READY_DETAIL, currentJobId: null });
     this.pump();
   }
 

@@ -2,7 +2,14 @@
  * What the volunteer page shows, as one plain object (tests read it as `window.volunteerState`),
  * and the wording of its one-line status.
  */
+import type { PauseReason } from '../../../shared/protocol/volunteer.ts';
 import type { AdapterInfo, FaultMode, FromWorker, VolunteerBackend } from './worker-messages.ts';
+
+export const READY_DETAIL = 'Ready — waiting for work';
+export const PAUSED_DETAIL: Record<PauseReason, string> = {
+  hidden: 'Paused while this tab is hidden — it takes work again when shown',
+  frozen: 'Paused: the browser froze this tab',
+};
 
 export type Phase =
   | 'idle'
@@ -12,6 +19,8 @@ export type Phase =
   | 'warming-up'
   | 'ready'
   | 'computing'
+  /** Hidden or frozen: the hub gives it no work until it is shown again. */
+  | 'paused'
   | 'reconnecting'
   | 'stopped'
   | 'quarantined'
@@ -52,6 +61,8 @@ export interface VolunteerState {
   reconnectAt: number | null;
   /** Welcomes received since Start. */
   connections: number;
+  /** GPU devices lost since the page opened (each one means a new model worker and a rejoin). */
+  deviceLosses: number;
   fault: FaultMode;
 }
 
@@ -79,6 +90,7 @@ export function initialVolunteerState(fault: FaultMode): VolunteerState {
     maxBatch: null,
     reconnectAt: null,
     connections: 0,
+    deviceLosses: 0,
     fault,
   };
 }

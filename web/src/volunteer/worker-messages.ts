@@ -6,8 +6,12 @@ import type { AdapterInfo, VolunteerBackend } from '../../../shared/protocol/vol
 
 export type { AdapterInfo, VolunteerBackend };
 
-/** Test hook, see main.ts: 'wrong' makes the worker answer deliberately wrong top-k's. */
-export type FaultMode = 'wrong' | null;
+/**
+ * Test hooks, see main.ts: 'wrong' makes the worker answer deliberately wrong top-k's;
+ * 'lose-device' destroys its GPU device as its first job starts, as a driver reset would.
+ */
+export const FAULT_MODES = ['wrong', 'lose-device'] as const;
+export type FaultMode = (typeof FAULT_MODES)[number] | null;
 
 export type ToWorker =
   | { type: 'init'; fault: FaultMode; backend: VolunteerBackend | null }
@@ -36,4 +40,6 @@ export type FromWorker =
   | { type: 'model-failed'; sha256: string; message: string; integrity: boolean }
   | { type: 'result'; seq: number; jobId: number; indices: number[][]; probabilities: number[][]; computeMs: number }
   | { type: 'run-failed'; seq: number; jobId: number; message: string }
-  | { type: 'warn'; message: string };
+  | { type: 'warn'; message: string }
+  /** The GPU device is gone (driver reset, GPU process crash): this worker can run nothing more. */
+  | { type: 'device-lost'; message: string };
