@@ -51,6 +51,7 @@ export class VolunteerSession {
   private helloSent = false;
   private connectDeadline = 0;
   private nextHeartbeat = 0;
+  private lastTickAt = 0;
   private attempt = 0;
 
   private ticker: Ticker | null = null;
@@ -181,6 +182,10 @@ export class VolunteerSession {
 
   private tick(): void {
     const now = Date.now();
+    // A gap in this page's own ticks means it was not running (frozen, a sleeping laptop): the
+    // hub's silence meanwhile is not news. Its silence from now on is.
+    if (now - this.lastTickAt > 4 * TICK_MS) this.link.lastReceived = now;
+    this.lastTickAt = now;
     if (this.state.state === 'reconnecting' && this.state.reconnectAt !== null) {
       if (now >= this.state.reconnectAt) {
         this.connect();
