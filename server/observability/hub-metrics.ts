@@ -7,6 +7,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import { isErrorReply } from '../../shared/protocol/classify.ts';
+import { VOLUNTEER_STANDINGS } from '../../shared/protocol/status.ts';
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { CurveCounts } from '../front/curve-auth.ts';
@@ -68,6 +69,12 @@ export class HubMetrics {
       registers,
     });
     const hedges = new Counter({ name: 'resnet_hub_hedges_total', help: 'Late batches run again on an idle executor.', registers });
+    const hedgeRaces = new Counter({
+      name: 'resnet_hub_hedge_races_total',
+      help: 'Hedge races by the late executor kind and whose answer counted: the original (late) run, the hedge, or neither.',
+      labelNames: ['from_kind', 'winner'] as const,
+      registers,
+    });
     this.verifications = new Counter({
       name: 'resnet_hub_volunteer_verifications_total',
       help: 'Volunteer answers recomputed locally, by verdict.',
@@ -89,6 +96,7 @@ export class HubMetrics {
     }
     for (const verdict of ['agreed', 'disagreed']) this.verifications.inc({ verdict }, 0);
     for (const event of ['joined', 'left', 'quarantined']) volunteerEvents.inc({ event }, 0);
+    for (const winner of ['original', 'hedge', 'neither']) hedgeRaces.inc({ from_kind: 'volunteer', winner }, 0);
 
     const { hub, scheduler, volunteers, status, log } = sources;
     // The usual "info" pattern: join on it (`* on(instance) group_left(hub_id)`) rather than
@@ -141,6 +149,17 @@ export class HubMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'resnet_hub_volunteers',
+      help: "Volunteer tabs that said hello, by standing (probation, trusted, backing_off, paused, quarantined).",
+      labelNames: ['standing'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const standing of VOLUNTEER_STANDINGS) this.set({ standing }, 0);
+        for (const volunteer of status().volunteers) if (volunteer.standing && volunteer.state !== 'gone') this.inc({ standing: volunteer.standing });
+      },
+    });
 
     const { zmqAuth } = sources;
     if (zmqAuth) {
@@ -190,6 +209,7 @@ export class HubMetrics {
     observe(scheduler, 'started', (jobs: Job[], executor: Executor) => batchSize.observe({ executor_kind: executor.kind }, jobs.length), log);
     observe(scheduler, 'batchFailed', (_jobs: Job[], executor: Executor) => batchFailures.inc({ executor_kind: executor.kind }), log);
     observe(scheduler, 'hedged', () => hedges.inc(), log);
+    observe(scheduler, 'hedgeSettled', (from: Executor, _to: Executor, winner: string) => hedgeRaces.inc({ from_kind: from.kind, winner }), log);
     observe(volunteers, 'joined', () => volunteerEvents.inc({ event: 'joined' }), log);
     observe(volunteers, 'left', () => volunteerEvents.inc({ event: 'left' }), log);
     observe(volunteers, 'quarantined', () => volunteerEvents.inc({ event: 'quarantined' }), log);

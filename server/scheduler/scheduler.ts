@@ -11,35 +11,11 @@ import type { ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Executor } from '../executors/executor.ts';
-import type { Job, JobOutcome, JobSuccess } from './job.ts';
+import type { Job, JobSuccess } from './job.ts';
 import { HEDGE_RETRY_MS, VOLUNTEER_TRIES, type OffloadMode } from './dispatch-policy.ts';
+import type { ResultReviewer, SchedulerEvents, SchedulerOptions } from './scheduler-options.ts';
 
-export interface SchedulerEvents {
-  queued: [job: Job];
-  started: [jobs: Job[], executor: Executor];
-  settled: [job: Job, outcome: JobOutcome];
-  batchFailed: [jobs: Job[], executor: Executor, error: Error];
-  hedged: [jobs: Job[], from: Executor, to: Executor];
-}
-
-/** Decides the outcome of a job a volunteer answered (verification); may take its time. */
-export type ResultReviewer = (job: Job, outcome: JobSuccess, executor: Executor) => Promise<JobOutcome>;
-
-export interface SchedulerOptions {
-  /** How many times a job may be handed to an executor before it fails. */
-  maxAttempts?: number;
-  /**
-   * How long the oldest waiting job may be held back so that a free executor gets a fuller
-   * batch. 0 (the default) never holds anything back: a lone request runs at once.
-   */
-  batchWaitMs?: number;
-  offload?: OffloadMode;
-  /**
-   * A batch still running `hedgeAfter(expected, executor)` ms past its expected end is run again
-   * on an idle proven executor, if there is one. Undefined: never hedge.
-   */
-  hedgeAfter?: (expectedMs: number, executor: Executor) => number;
-}
+export type { ResultReviewer, SchedulerEvents, SchedulerOptions } from './scheduler-options.ts';
 
 interface InFlight {
   jobs: Job[];
@@ -388,6 +364,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const winner = outcome.ok ? outcome.executor.id : undefined;
       from.noteHedgeOutcome?.(winner === from.id);
       idle.noteHedgeOutcome?.(winner === idle.id);
+      this.emit('hedgeSettled', from, idle, winner === from.id ? 'original' : winner === idle.id ? 'hedge' : 'neither');
     });
     this.dispatch(idle, raced);
   }

@@ -2,8 +2,10 @@
  * One volunteer tab's connection as the hub holds it: its state, the close codes the hub
  * uses, what status shows of it, and how messages reach it.
  */
+import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import type { RawData } from 'ws';
+import { negotiateProtocol } from '../../shared/protocol/volunteer.ts';
 import type { HubMessage, VolunteerProtocolVersion } from '../../shared/protocol/volunteer.ts';
 import type { VolunteerStatus } from '../../shared/protocol/status.ts';
 import type { VolunteerExecutor } from './volunteer-executor.ts';
@@ -31,6 +33,43 @@ export interface Connection {
   inScheduler: boolean;
   finished: boolean;
   closed: Promise<void>;
+}
+
+/** A tab just connected: the protocol version it asked for in its URL, and its clocks started. */
+export function newConnection(id: string, ws: WebSocket, request: IncomingMessage): Connection {
+  const now = performance.now();
+  return {
+    id,
+    ws,
+    protocol: negotiateProtocol(new URL(request.url ?? '/', 'http://hub').searchParams.get('protocol')),
+    connectedAt: Date.now(),
+    lastHeard: now,
+    lastPong: now,
+    userAgent: request.headers['user-agent'],
+    violations: 0,
+    inScheduler: false,
+    finished: false,
+    closed: new Promise((resolve) => ws.once('close', () => resolve())),
+  };
+}
+
+/**
+ * How long a paused tab may send nothing while its connection still answers pings: a frozen
+ * page runs no script, so it sends no heartbeat, but it holds no job either. Past this it is let go
+ * (it reconnects when it wakes).
+ */
+const PAUSED_SILENCE_LIMIT_MS = 5 * 60_000;
+
+/**
+ * Liveness, apart from job progress: why the connection counts as dead, or undefined while it is
+ * alive. One that answered neither messages nor pings for the limit is half-open (or the tab is
+ * gone); a tab whose script has gone quiet is dead too, unless it said it is paused (a frozen page
+ * runs no script, but its connection still answers pings).
+ */
+export function whyDead(connection: Connection, now: number, silenceLimitMs: number): string | undefined {
+  if (now - Math.max(connection.lastPong, connection.lastHeard) > silenceLimitMs) return 'no answer to pings';
+  const paused = connection.executor?.state === 'paused';
+  return now - connection.lastHeard > (paused ? PAUSED_SILENCE_LIMIT_MS : silenceLimitMs) ? 'silent' : undefined;
 }
 
 /** What /api/status and the dashboard show of one tab. */

@@ -10,12 +10,13 @@ import { encodeJobFrame } from '../../shared/protocol/volunteer.ts';
 import type { AdapterInfo, HubMessage, PauseReason, VolunteerBackend, VolunteerMessage } from '../../shared/protocol/volunteer.ts';
 import type { BatchResult, Executor } from '../executors/executor.ts';
 import { ServiceTimeEstimate } from '../executors/service-time.ts';
+import { DEFAULT_FAILURE_REST_MS, DEFAULT_JOB_TIMEOUT, DEFAULT_MAX_CONSECUTIVE_FAILURES, NEWCOMER_FLOOR_MS, PROBATION_JOBS, jobTimeoutMs, restMs } from './standing-policy.ts';
+import type { JobTimeout } from './standing-policy.ts';
 import type { VolunteerStanding, VolunteerState } from '../../shared/protocol/status.ts';
 
 export type VolunteerHello = Extract<VolunteerMessage, { type: 'hello' }>;
 export type VolunteerResult = Extract<VolunteerMessage, { type: 'result' }>;
 export type VolunteerJobFailed = Extract<VolunteerMessage, { type: 'job_failed' }>;
-
 
 /** The way to the tab; the socket owns it, so this class never sees a WebSocket. */
 export interface VolunteerLink {
@@ -23,25 +24,6 @@ export interface VolunteerLink {
   /** `onError` fires when the frame could not be handed to the connection. */
   sendJob(frame: Uint8Array, onError: (error: Error) => void): void;
 }
-
-/** A batch fails when its answer takes longer than max(minMs, factor × expected). */
-export interface JobTimeout {
-  minMs: number;
-  factor: number;
-}
-
-export const DEFAULT_JOB_TIMEOUT: JobTimeout = { minMs: 60_000, factor: 20 };
-export const DEFAULT_MAX_CONSECUTIVE_FAILURES = 3;
-export const DEFAULT_FAILURE_REST_MS = 1000;
-const MAX_FAILURE_REST_MS = 30_000;
-/**
- * A tab is on probation until it has answered this many jobs: one image at a time, and its
- * claimed speed counts for no more than NEWCOMER_FLOOR_MS an image. A tab that reconnects
- * starts again here, so a bad record cannot be shed by reconnecting into a good one; so does a
- * tab that was late on a job (hedged) or failed one.
- */
-export const PROBATION_JOBS = 3;
-export const NEWCOMER_FLOOR_MS = 15;
 
 export interface VolunteerExecutorOptions {
   id: string;
@@ -227,7 +209,7 @@ export class VolunteerExecutor implements Executor {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    const timeoutMs = Math.max(this.timeout.minMs, this.timeout.factor * this.expectedServiceMs(images.length));
+    const timeoutMs = jobTimeoutMs(this.timeout, this.expectedServiceMs(images.length));
     return new Promise<BatchResult>((resolve, reject) => {
       const timer = setTimeout(() => this.failJob(jobId, new Error(`volunteer ${this.id} gave no answer in ${Math.round(timeoutMs)} ms`)), timeoutMs);
       // The socket, not this timer, is what keeps the process alive.
@@ -361,12 +343,12 @@ export class VolunteerExecutor implements Executor {
   }
 
   private rest(): void {
-    const restMs = Math.min(this.failureRestMs * 2 ** (Math.max(1, this.strikes) - 1), MAX_FAILURE_REST_MS);
-    if (!(restMs > 0) || this.state !== 'ready') return;
+    const forMs = restMs(this.failureRestMs, this.strikes);
+    if (!(forMs > 0) || this.state !== 'ready') return;
     this.setState('resting');
     this.restTimer = setTimeout(() => {
       if (this.state === 'resting') this.setState('ready');
-    }, restMs);
+    }, forMs);
     this.restTimer.unref();
   }
 

@@ -5,7 +5,7 @@ import { MAX_TOP } from '../../shared/labels.ts';
 import type { WeightsKind } from '../../shared/protocol/classify.ts';
 import { MAX_VOLUNTEER_BATCH } from '../../shared/protocol/volunteer.ts';
 import type { VolunteerStatus } from '../../shared/protocol/status.ts';
-import type { JobTimeout } from './volunteer-executor.ts';
+import type { JobTimeout } from './standing-policy.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import type { UpgradeHandler } from '../front/http-front.ts';

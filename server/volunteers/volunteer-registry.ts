@@ -19,7 +19,6 @@ import {
   CLOSE_VIOLATIONS,
   MAX_VOLUNTEER_MESSAGE_BYTES,
   VolunteerMessageSchema,
-  negotiateProtocol,
 } from '../../shared/protocol/volunteer.ts';
 import type { VolunteerMessage } from '../../shared/protocol/volunteer.ts';
 import type { UpgradeRefusal, VolunteerRegistryStats, VolunteerStatus } from '../../shared/protocol/status.ts';
@@ -27,7 +26,7 @@ import { VolunteerExecutor } from './volunteer-executor.ts';
 import type { JobVerdict, VolunteerHello } from './volunteer-executor.ts';
 import type { Logger } from '../../lib/log.ts';
 import { refuseUpgrade, upgradeRefusal } from '../front/upgrade-guard.ts';
-import { CLOSE_WAIT_MS, connectionStatus, rawText, sendJobFrame, sendMessage } from './volunteer-connection.ts';
+import { CLOSE_WAIT_MS, connectionStatus, newConnection, rawText, sendJobFrame, sendMessage, whyDead } from './volunteer-connection.ts';
 import type { Connection } from './volunteer-connection.ts';
 import { volunteerSettings } from './volunteer-options.ts';
 import type { VolunteerRegistryEvents, VolunteerRegistryOptions, VolunteerSettings, VolunteerSocketOptions } from './volunteer-options.ts';
@@ -37,12 +36,7 @@ export type { VolunteerRegistryEvents, VolunteerModel, VolunteerRegistryOptions,
 export const VOLUNTEER_PATH = '/ws/volunteer';
 /** Quarantined tabs that left, still shown by list(). */
 const QUARANTINE_RECORDS = 50;
-/**
- * How long a paused tab may send nothing while its connection still answers pings: a frozen
- * page runs no script, so it sends no heartbeat, but it holds no job either. Past this it is let go
- * (it reconnects when it wakes).
- */
-const PAUSED_SILENCE_LIMIT_MS = 5 * 60_000;
+
 
 /** Attaches the volunteer WebSocket to the HTTP front; the returned registry is the hub's handle on volunteers. */
 export function attachVolunteerSocket(options: VolunteerSocketOptions): VolunteerRegistry {
@@ -172,20 +166,7 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
 
   private accept(ws: WebSocket, request: IncomingMessage): void {
     const id = `volunteer-${++this.volunteerCount}`;
-    const now = performance.now();
-    const connection: Connection = {
-      id,
-      ws,
-      protocol: negotiateProtocol(new URL(request.url ?? '/', 'http://hub').searchParams.get('protocol')),
-      connectedAt: Date.now(),
-      lastHeard: now,
-      lastPong: now,
-      userAgent: request.headers['user-agent'],
-      violations: 0,
-      inScheduler: false,
-      finished: false,
-      closed: new Promise((resolve) => ws.once('close', () => resolve())),
-    };
+    const connection = newConnection(id, ws, request);
     this.connections.set(id, connection);
     ws.on('message', (data, isBinary) => {
       try {
@@ -354,21 +335,14 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
     }
   }
 
-  /**
-   * Liveness, apart from job progress: every beat each tab gets a heartbeat message and a
-   * WebSocket ping. A connection that answers neither for a few beats is half-open (or the tab
-   * is gone) and is dropped; a tab whose script has gone quiet is dropped too, unless it said it
-   * is paused (a frozen page runs no script, but its connection still answers pings).
-   */
+  /** Every beat each tab gets a heartbeat message and a WebSocket ping; one that answered nothing for too long is dropped. */
   private tick(): void {
     const now = performance.now();
-    const silenceLimit = this.settings.missedBeats * this.settings.heartbeatMs;
+    const silenceLimitMs = this.settings.missedBeats * this.settings.heartbeatMs;
     for (const connection of [...this.connections.values()]) {
-      const silentMs = now - connection.lastHeard;
-      const unansweredMs = now - Math.max(connection.lastPong, connection.lastHeard);
-      const paused = connection.executor?.state === 'paused';
-      if (unansweredMs > silenceLimit || silentMs > (paused ? PAUSED_SILENCE_LIMIT_MS : silenceLimit)) {
-        this.drop(connection, unansweredMs > silenceLimit ? 'no answer to pings' : 'silent', silentMs);
+      const dead = whyDead(connection, now, silenceLimitMs);
+      if (dead) {
+        this.drop(connection, dead, now - connection.lastHeard);
         continue;
       }
       sendMessage(connection, { type: 'heartbeat', sent_at: Date.now() }, this.log);
@@ -426,8 +400,4 @@ export class VolunteerRegistry extends EventEmitter<VolunteerRegistryEvents> {
     connection.inScheduler = false;
     this.scheduler.removeExecutor(connection.executor);
   }
-
-
 }
-
-

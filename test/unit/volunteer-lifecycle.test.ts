@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { checkChance } from '../../server/scheduler/verifier.ts';
 import { VolunteerExecutor } from '../../server/volunteers/volunteer-executor.ts';
 import type { VolunteerLink } from '../../server/volunteers/volunteer-executor.ts';
-import { PROBATION_JOBS } from '../../server/volunteers/volunteer-executor.ts';
+import { PROBATION_JOBS } from '../../server/volunteers/standing-policy.ts';
 import { FakeVolunteer, HEARTBEAT_MS, TEST_TIMEOUT_MS, image, job, joined, sleep, startTestHub, topClass, waitFor } from '../support/fake-volunteer.ts';
 
 const V2 = '?protocol=2';

@@ -1,14 +1,72 @@
-/** The executors table: local workers with their engine and threads, volunteers with their GPU and record. */
+/**
+ * The executors table: local workers with their engine and threads, volunteers with their GPU,
+ * standing and record; the ones worth a look first, a page at a time, under a summary of the
+ * volunteers by standing and speed.
+ */
 import type { ExecutorStatus, VolunteerStatus } from '../../../shared/protocol/status.ts';
 import { el, fill } from '../common/dom.ts';
 import { formatCount, formatMs } from '../common/format.ts';
+import { orderExecutors, summarizeVolunteers } from './executor-order.ts';
 
-export function renderExecutorsTable(tbody: HTMLTableSectionElement, executors: readonly ExecutorStatus[]): void {
-  if (executors.length === 0) {
-    fill(tbody, el('tr', {}, el('td', { text: 'No executors: the hub has no local workers and no volunteer is connected.', attrs: { colspan: '8' } })));
-    return;
+export const EXECUTORS_PAGE_SIZE = 25;
+
+export interface ExecutorsView {
+  tbody: HTMLTableSectionElement;
+  summary: HTMLElement;
+  pager: HTMLElement;
+}
+
+/** Keeps the page the reader chose across the updates that come every second. */
+export class ExecutorsTable {
+  private page = 0;
+  private shown: readonly ExecutorStatus[] = [];
+
+  constructor(private readonly view: ExecutorsView) {}
+
+  render(executors: readonly ExecutorStatus[]): void {
+    this.shown = executors;
+    const { tbody, summary, pager } = this.view;
+    fill(summary, summaryText(executors));
+    if (executors.length === 0) {
+      fill(tbody, el('tr', {}, el('td', { text: 'No executors: the hub has no local workers and no volunteer is connected.', attrs: { colspan: '8' } })));
+      fill(pager);
+      return;
+    }
+    const pages = Math.ceil(executors.length / EXECUTORS_PAGE_SIZE);
+    this.page = Math.min(this.page, pages - 1);
+    const first = this.page * EXECUTORS_PAGE_SIZE;
+    fill(tbody, ...orderExecutors(executors).slice(first, first + EXECUTORS_PAGE_SIZE).map(row));
+    if (pages === 1) {
+      fill(pager);
+      return;
+    }
+    const turn = (by: number) => () => {
+      this.page = Math.max(0, Math.min(pages - 1, this.page + by));
+      this.render(this.shown);
+    };
+    const previous = el('button', { class: 'quiet', text: '← Previous', attrs: { type: 'button', 'data-page': 'previous' } });
+    const next = el('button', { class: 'quiet', text: 'Next →', attrs: { type: 'button', 'data-page': 'next' } });
+    previous.disabled = this.page === 0;
+    next.disabled = this.page === pages - 1;
+    previous.addEventListener('click', turn(-1));
+    next.addEventListener('click', turn(1));
+    const range = `${first + 1}–${Math.min(first + EXECUTORS_PAGE_SIZE, executors.length)} of ${executors.length}`;
+    fill(pager, previous, el('span', { class: 'muted', text: range, attrs: { 'data-range': range } }), next);
   }
-  fill(tbody, ...executors.map(row));
+}
+
+function summaryText(executors: readonly ExecutorStatus[]): string {
+  const summary = summarizeVolunteers(executors);
+  if (summary.connected === 0) return 'No volunteers connected.';
+  const standings = Object.entries(summary.byStanding)
+    .filter(([, count]) => count > 0)
+    .map(([standing, count]) => `${count} ${standing.replace('_', ' ')}`);
+  if (summary.joining > 0) standings.push(`${summary.joining} joining`);
+  const speed = summary.trustedSpeed
+    ? `; trusted tabs take ${formatMs(summary.trustedSpeed.median)} an image (median; ${formatMs(summary.trustedSpeed.fastest)} to ${formatMs(summary.trustedSpeed.slowest)})`
+    : '';
+  const hedges = summary.lateJobs > 0 ? `; ${formatCount(summary.lateJobs)} late jobs, hedge races ${formatCount(summary.hedgesWon)} won / ${formatCount(summary.hedgesLost)} lost` : '';
+  return `${summary.connected} volunteers: ${standings.join(', ')}${speed}${hedges}.`;
 }
 
 function row(executor: ExecutorStatus): HTMLTableRowElement {
@@ -51,8 +109,11 @@ function adapterText(volunteer: VolunteerStatus): string {
 
 function volunteerNotes(volunteer: VolunteerStatus): string {
   if (volunteer.quarantine_reason) return `quarantined: ${volunteer.quarantine_reason}`;
-  const notes = [`${formatCount(volunteer.jobs)} jobs`];
+  const notes = [volunteer.standing === 'paused' ? `paused (${volunteer.paused_reason ?? 'by the tab'})` : (volunteer.standing ?? 'joining').replace('_', ' ')];
+  notes.push(`${formatCount(volunteer.jobs)} jobs`);
   if (volunteer.failures > 0) notes.push(`${volunteer.failures} failed`);
+  if (volunteer.late_jobs) notes.push(`${volunteer.late_jobs} late`);
+  if (volunteer.hedges_won || volunteer.hedges_lost) notes.push(`hedges ${volunteer.hedges_won ?? 0} won / ${volunteer.hedges_lost ?? 0} lost`);
   if (volunteer.max_batch) notes.push(`batch ≤ ${volunteer.max_batch}`);
   return notes.join(', ');
 }

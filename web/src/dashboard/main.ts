@@ -11,12 +11,16 @@ import { carryApiToken } from '../common/api-token.ts';
 import { showModelBanner } from '../common/model-banner.ts';
 import { logExecutorEvent, logSwapEvent } from './activity-log.ts';
 import { TrafficCharts } from './charts.ts';
-import { renderExecutorsTable } from './executors-table.ts';
+import { ExecutorsTable } from './executors-table.ts';
 import { RecentTable } from './recent-table.ts';
 import { Tiles } from './tiles.ts';
 
 const charts = new TrafficCharts({ throughput: byId('chart-throughput'), latency: byId('chart-latency'), queue: byId('chart-queue') });
-const executorsBody = byId<HTMLTableElement>('executors').tBodies[0];
+const executorsTable = new ExecutorsTable({
+  tbody: byId<HTMLTableElement>('executors').tBodies[0],
+  summary: byId('volunteer-summary'),
+  pager: byId('executors-pager'),
+});
 const recent = new RecentTable(byId<HTMLTableElement>('recent').tBodies[0], byId('recent-empty'));
 const tiles = new Tiles();
 const activity = byId<HTMLOListElement>('activity');
@@ -63,12 +67,12 @@ function onEvent(event: HubEvent): void {
       activityEmpty.hidden = false;
       // Oldest first, so that each lands on top of the one before.
       for (const past of [...event.activity].reverse()) logExecutorEvent(activity, activityEmpty, past);
-      renderExecutorsTable(executorsBody, [...event.status.executors, ...event.status.volunteers]);
+      executorsTable.render([...event.status.executors, ...event.status.volunteers]);
       return;
     case 'stats':
       charts.push(event.sample);
       tiles.update(event.sample, event.requests, event.executors);
-      renderExecutorsTable(executorsBody, event.executors);
+      executorsTable.render(event.executors);
       return;
     case 'request.finished':
       tiles.recordLatency(event.at, event.timing.total_ms);
