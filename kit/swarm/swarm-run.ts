@@ -5,7 +5,8 @@
  */
 import type { StatusReport } from '../../shared/protocol/status.ts';
 import { readRssMiB } from '../rss-sampler.ts';
-import { threadCpu, threadSnapshot } from '../thread-cpu.ts';
+import { THREAD_GROUPS, threadCpu, threadSnapshot } from '../thread-cpu.ts';
+import type { ThreadGroup } from '../thread-cpu.ts';
 import { runSwarmLoad, type SwarmLoadResult } from './swarm-load.ts';
 import { Swarm, type SwarmOptions } from './swarm.ts';
 
@@ -36,6 +37,8 @@ export interface SwarmRunResult {
   kibPerPeer: number | null;
   /** The hub's main thread, CPU ms per answered request, over the measured window. */
   mainCpuMsPerRequest: number | null;
+  /** Every thread group of the hub (main, preprocess, inference, zeromq, libuv+v8), CPU ms per answered request: where its time goes. */
+  cpuMsPerRequest: Partial<Record<ThreadGroup, number>>;
   swarmCounts: ReturnType<Swarm['counts']>;
 }
 
@@ -51,9 +54,15 @@ export async function runSwarm(hub: SwarmHub, options: SwarmRunOptions): Promise
     const load = await runSwarmLoad({ endpoint: hub.zmq, clients: options.clients, body: options.body, durationMs: options.durationMs });
     const cores = threadCpu(before, threadSnapshot(hub.pid));
     // Cores on the main thread × the window = its CPU time, shared out over the answers.
-    const mainCpuMsPerRequest = cores && load.ok > 0 ? (cores.main * load.seconds * 1000) / load.ok : null;
+    const perRequest = (group: ThreadGroup) => (cores && load.ok > 0 ? (cores[group] * load.seconds * 1000) / load.ok : null);
+    const mainCpuMsPerRequest = perRequest('main');
+    const cpuMsPerRequest: Partial<Record<ThreadGroup, number>> = {};
+    for (const group of THREAD_GROUPS) {
+      const ms = perRequest(group);
+      if (ms !== null) cpuMsPerRequest[group] = ms;
+    }
     const kibPerPeer = rssBeforeSwarmMiB !== null && rssWithSwarmMiB !== null && peersJoined > 0 ? ((rssWithSwarmMiB - rssBeforeSwarmMiB) * 1024) / peersJoined : null;
-    return { load, peersJoined, rssBeforeSwarmMiB, rssWithSwarmMiB, kibPerPeer, mainCpuMsPerRequest, swarmCounts: swarm.counts() };
+    return { load, peersJoined, rssBeforeSwarmMiB, rssWithSwarmMiB, kibPerPeer, mainCpuMsPerRequest, cpuMsPerRequest, swarmCounts: swarm.counts() };
   } finally {
     await swarm.stop();
   }
