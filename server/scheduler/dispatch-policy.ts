@@ -21,7 +21,5 @@ export function defaultHedgeAfter(expectedMs: number, executor: Executor): numbe
 }
 export const PROVEN_VOLUNTEER_HEDGE_FLOOR_MS = 50;
 export const HEDGE_FLOOR_MS = 500;
-/** With nobody proven free to take a hedge, it is looked for again this often. */
-export const HEDGE_RETRY_MS = 20;
 /** After this many failed tries on volunteers, a job runs only on local workers (when there are any). */
 export const VOLUNTEER_TRIES = 2;

@@ -12,7 +12,7 @@ import { ServiceError } from '../../shared/protocol/errors.ts';
 import { describeExecutor } from '../executors/executor.ts';
 import type { Executor } from '../executors/executor.ts';
 import type { Job, JobSuccess } from './job.ts';
-import { HEDGE_RETRY_MS, VOLUNTEER_TRIES, type OffloadMode } from './dispatch-policy.ts';
+import { VOLUNTEER_TRIES, type OffloadMode } from './dispatch-policy.ts';
 import type { ResultReviewer, SchedulerEvents, SchedulerOptions } from './scheduler-options.ts';
 
 export type { ResultReviewer, SchedulerEvents, SchedulerOptions } from './scheduler-options.ts';
@@ -22,13 +22,13 @@ interface InFlight {
   startedAt: number;
   expectedEndAt: number;
   hedgeTimer?: NodeJS.Timeout;
-  /** The executor has been told it was late (once per batch). */
-  toldLate?: boolean;
 }
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly queue: Job[] = [];
   private readonly executors = new Map<Executor, InFlight[]>();
+  /** Batches past their hedge time still waiting for a free proven executor, with the executor running them. */
+  private readonly lateBatches = new Map<InFlight, Executor>();
   /** Removed executors whose running batches have not finished yet. */
   private readonly retiring = new Set<Executor>();
   private readonly maxAttempts: number;
@@ -137,6 +137,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   close(error: ServiceError): void {
     this.closedWith = error;
     clearTimeout(this.batchTimer);
+    this.lateBatches.clear();
     for (const job of this.queue.splice(0)) job.settle({ ok: false, error });
     for (const batches of this.executors.values()) {
       for (const batch of batches) {
@@ -151,6 +152,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.pumping) return;
     this.pumping = true;
     try {
+      // A late batch's hedge goes before new work: its jobs have waited longest.
+      if (this.lateBatches.size > 0) this.startHedges();
       while (this.queue.length > 0) {
         this.dropSettledHead();
         const executor = this.nextToStart();
@@ -328,6 +331,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       })
       .finally(() => {
         clearTimeout(inFlight.hedgeTimer);
+        this.lateBatches.delete(inFlight);
         for (const job of jobs) job.runningOn.delete(executor);
         const batches = this.executors.get(executor);
         if (batches) batches.splice(batches.indexOf(inFlight), 1);
@@ -340,24 +344,42 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * The batch is late: run its unsettled jobs again on an idle proven executor (never the same
-   * one), and let the first answer win. Only idle capacity is used, so hedging never delays
-   * others; an unproven one is never used, so a late job does not land on another unknown.
+   * The batch is late: its executor is told, and its unsettled jobs wait for an idle proven
+   * executor (never the same one) to run them again; the first answer wins. Only idle capacity
+   * is used, so hedging never delays others; an unproven one is never used, so a late job does
+   * not land on another unknown.
    */
   private hedge(from: Executor, inFlight: InFlight): void {
-    const jobs = inFlight.jobs.filter((job) => !job.settled);
-    if (jobs.length === 0 || this.closedWith) return;
-    if (!inFlight.toldLate) {
-      inFlight.toldLate = true;
-      from.noteLate?.();
+    if (inFlight.jobs.every((job) => job.settled) || this.closedWith) return;
+    from.noteLate?.();
+    this.lateBatches.set(inFlight, from);
+    this.pump();
+  }
+
+  /**
+   * Gives late batches to free proven executors. Called whenever one may have come free (the
+   * pump runs then), not on a timer: hundreds of late batches polling would cost the main
+   * thread more than the work they wait for.
+   */
+  private startHedges(): void {
+    let freeProven = 0;
+    for (const executor of this.executors.keys()) if (executor.proven && this.hasFreeSlot(executor) && !this.retiring.has(executor)) freeProven++;
+    for (const [inFlight, from] of this.lateBatches) {
+      if (freeProven === 0) return;
+      const jobs = inFlight.jobs.filter((job) => !job.settled);
+      if (jobs.length === 0) {
+        this.lateBatches.delete(inFlight);
+        continue;
+      }
+      const idle = this.pickEarliest(jobs[0], (e) => e !== from && e.proven && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
+      if (!idle) continue;
+      this.lateBatches.delete(inFlight);
+      freeProven--;
+      this.race(from, idle, jobs);
     }
-    const idle = this.pickEarliest(jobs[0], (e) => e !== from && e.proven && this.hasFreeSlot(e) && jobs.every((job) => this.eligible(job, e)));
-    if (!idle) {
-      // Nobody proven is free now; look again soon.
-      inFlight.hedgeTimer = setTimeout(() => this.hedge(from, inFlight), HEDGE_RETRY_MS);
-      inFlight.hedgeTimer.unref();
-      return;
-    }
+  }
+
+  private race(from: Executor, idle: Executor, jobs: Job[]): void {
     this.emit('hedged', jobs, from, idle);
     const raced = jobs.slice(0, idle.maxBatch);
     void raced[0].outcome().then((outcome) => {

@@ -4,15 +4,10 @@
  */
 import type { LaunchedBrowser, TrackedPage } from '../../kit/browser.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
+import type { VolunteerStatus } from '../../shared/protocol/status.ts';
 
-export interface VolunteerView {
-  id: string;
-  state: string;
-  backend?: string;
-  images: number;
-  max_batch?: number;
-  quarantine_reason?: string;
-}
+/** A tab as `/api/status` lists it. */
+export type VolunteerView = VolunteerStatus;
 
 export async function volunteers(hub: HubProcess): Promise<VolunteerView[]> {
   const status = (await (await fetch(`${hub.http}/api/status`)).json()) as { volunteers: VolunteerView[] };

@@ -48,10 +48,10 @@ async function thaw(tab: TrackedPage, cdp: CDPSession): Promise<void> {
   await tab.page.evaluate(() => document.dispatchEvent(new Event('resume')));
 }
 
-async function view(hub: HubProcess, id: string): Promise<VolunteerView & Record<string, unknown>> {
+async function view(hub: HubProcess, id: string): Promise<VolunteerView> {
   const found = (await volunteers(hub)).find((v) => v.id === id);
   assert.ok(found, `${id} is listed`);
-  return found as VolunteerView & Record<string, unknown>;
+  return found;
 }
 
 test('a tab frozen mid-job: its job is answered by a local worker within the hedge bound; the tab is paused, not quarantined, and works again when resumed', { timeout: 240_000 }, async () => {
