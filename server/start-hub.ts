@@ -16,6 +16,8 @@ import type { EngineName } from './engines/engine.ts';
 import { LocalPool } from './executors/local-pool.ts';
 import { curveSecurity } from './front/curve-auth.ts';
 import { HttpFront } from './front/http-front.ts';
+import { OpenInferenceRoutes } from './front/open-inference/open-inference-routes.ts';
+import { productVersion } from './product-version.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
 import { ZmqFront } from './front/zmq-front.ts';
 import { defaultHubId } from './hub/hub-id.ts';
@@ -185,9 +187,10 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       },
     }),
   );
+  const openInference = new OpenInferenceRoutes({ hub, limits, model: () => scheduler.model ?? served, serverName: 'resnet-hub', serverVersion: productVersion(), log });
   const http = new HttpFront(
     hub,
-    { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api') },
+    { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api'), openInference },
     log,
   );
   http.addGetHandler(serveModelStore(config.modelDir));

@@ -43,15 +43,17 @@ export interface HttpFrontOptions {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Looks for new weights in the store and swaps to them; undefined when the hub is stopping. */
   reloadModel?: () => unknown;
-  /** When set, /api/* and /metrics need `Authorization: Bearer <token>` (or `?token=`, for pages). */
+  /** When set, /api/*, /metrics and /v2/models need `Authorization: Bearer <token>` (or `?token=`, for pages). */
   apiToken?: string;
+  /** The Open Inference Protocol (KServe v2) under /v2. */
+  openInference?: { handle(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> };
 }
 
 /** How much of a too-large body is read (and dropped) so that its client gets the 413, in units of the image limit. */
 const DISCARD_LIMIT_FACTOR = 4;
 
-/** Paths the API token guards; probes, the web app's files and the model files stay open. */
-const GUARDED_PREFIXES = ['/api/', '/metrics'];
+/** Paths the API token guards; probes (/v2/health too), the web app's files and the model files stay open. */
+const GUARDED_PREFIXES = ['/api/', '/metrics', '/v2/models'];
 
 /** Answers a GET it knows (static files, model files); returns false to let the next one try. */
 export type GetHandler = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<boolean> | boolean;
@@ -142,7 +144,9 @@ export class HttpFront {
     const route = `${request.method} ${url.pathname}`;
     if (this.tokenDigest && GUARDED_PREFIXES.some((prefix) => url.pathname.startsWith(prefix)) && !presentsToken(request, this.tokenDigest)) {
       response.setHeader('WWW-Authenticate', 'Bearer realm="resnet-hub"');
-      return sendJson(response, 401, { error: { code: 'unauthorized', message: 'this hub needs an API token: send "Authorization: Bearer <token>"' } });
+      const message = 'this hub needs an API token: send "Authorization: Bearer <token>"';
+      // The Open Inference Protocol's errors are a bare string.
+      return sendJson(response, 401, url.pathname.startsWith('/v2/') ? { error: message } : { error: { code: 'unauthorized', message } });
     }
     switch (route) {
       case 'GET /healthz':
@@ -163,6 +167,7 @@ export class HttpFront {
         if (this.options.metrics) return sendMetrics(response, await this.options.metrics());
         return sendJson(response, 404, { error: { code: 'not_found', message: 'metrics are not enabled' } });
       default:
+        if (this.options.openInference && (await this.options.openInference.handle(request, response, url.pathname))) return;
         if (request.method === 'GET' || request.method === 'HEAD') {
           for (const handler of this.getHandlers) if (await handler(request, response, url)) return;
         }

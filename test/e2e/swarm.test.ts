@@ -11,11 +11,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchHub } from '../../../kit/hub-process.ts';
-import { TEST_MODEL_DIR } from '../../../kit/paths.ts';
-import { payloadOf, photo } from '../../../kit/zmq-clients.ts';
-import { MIXED_SWARM, type SwarmMix } from '../../../kit/swarm/swarm.ts';
-import { runSwarm, type SwarmRunResult } from '../../../kit/swarm/swarm-run.ts';
+import { launchHub } from '../../kit/hub-process.ts';
+import { TEST_MODEL_DIR } from '../../kit/paths.ts';
+import { payloadOf, photo } from '../../kit/zmq-clients.ts';
+import { MIXED_SWARM, type SwarmMix } from '../../kit/swarm/swarm.ts';
+import { runSwarm, type SwarmRunResult } from '../../kit/swarm/swarm-run.ts';
 
 const PEERS = 200;
 const CLIENTS = 16;
