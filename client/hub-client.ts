@@ -42,6 +42,8 @@ interface Pending {
   /** Wire id → the hub it was sent to, for sends not answered yet. */
   live: Map<string, HubConnection>;
   avoid: Set<HubConnection>;
+  /** Hubs that refused this request (overloaded, not ready, stopping). */
+  refusedBy: Set<HubConnection>;
   lastRefusal?: { reply: ErrorReply; endpoint: string };
   tryTimer?: NodeJS.Timeout;
   deadlineTimer: NodeJS.Timeout;
@@ -124,6 +126,7 @@ export class HubClient {
         sends: 0,
         live: new Map(),
         avoid: new Set(),
+        refusedBy: new Set(),
         deadlineTimer: setTimeout(() => this.expire(pending), Math.max(0, startedAt + deadlineMs - performance.now())),
         resolve,
         settled: false,
@@ -212,6 +215,7 @@ export class HubClient {
       hub.refusals[code] = (hub.refusals[code] ?? 0) + 1;
       this.noteRefusal(hub, code as RetryableCode);
       pending.avoid.add(hub);
+      pending.refusedBy.add(hub);
       pending.lastRefusal = { reply: this.withCallerId(reply, pending), endpoint: hub.endpoint };
       if (pending.live.size === 0) this.dispatch(pending);
       return;
@@ -288,8 +292,9 @@ export class HubClient {
   private expire(pending: Pending): void {
     if (pending.settled) return;
     const ms = performance.now() - pending.startedAt;
-    if (pending.lastRefusal && pending.live.size === 0) {
-      // Every hub tried said why it would not: that reason says more than "timeout".
+    if (pending.lastRefusal && [...pending.live.values()].every((hub) => pending.refusedBy.has(hub))) {
+      // Every hub tried said why it would not (a send still out is to one that already refused
+      // this request and was asked again): that reason says more than "timeout".
       const { reply, endpoint } = pending.lastRefusal;
       return this.settle(pending, { ok: false, error: reply.error, reply, endpoint, attempts: pending.sends, ms });
     }
