@@ -187,7 +187,7 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       },
     }),
   );
-  const openInference = new OpenInferenceRoutes({ hub, limits, model: () => scheduler.model ?? served, serverName: 'resnet-hub', serverVersion: productVersion(), log });
+  const openInference = new OpenInferenceRoutes({ hub, limits, model: () => scheduler.model ?? served, serverName: 'resnet-hub', serverVersion: productVersion(), localWorkers: config.workers !== 0, log });
   const http = new HttpFront(
     hub,
     { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api'), openInference },

@@ -11,6 +11,8 @@ export interface BatchResult {
   results: TopK[];
   /** Time the executor itself spent on the batch. */
   inferenceMs: number;
+  /** Per image, every class's probability, for the images that asked for them (run's `allClasses`). */
+  allClasses?: Array<Float32Array | undefined>;
 }
 
 export interface Executor {
@@ -38,7 +40,12 @@ export interface Executor {
    * `reference[i]`: image i checks another executor's answer, so it must be computed at the
    * reference precision (fp32) even where this executor serves int8.
    */
-  run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult>;
+  run(images: readonly Uint8Array[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult>;
+  /**
+   * Whether it can answer every class's probability, not only the top k (`allClasses` of run):
+   * local workers can; a volunteer tab sends its top k only.
+   */
+  readonly returnsAllClasses?: boolean;
   /** Called whenever `available` may have changed, so the scheduler can look again. */
   onAvailabilityChange(listener: () => void): void;
   /**

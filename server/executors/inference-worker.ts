@@ -68,9 +68,12 @@ async function runBatch(engine: Engine, request: InferRequest): Promise<void> {
       indices.set(top.indices, i * data.topK);
       topProbabilities.set(top.probabilities, i * data.topK);
     }
-    post({ type: 'result', batchId: request.batchId, indices, probabilities: topProbabilities, inferenceMs }, [
+    // A copy: the engine's output may live in memory the engine reuses.
+    const all = request.allClasses ? probabilities.slice() : undefined;
+    post({ type: 'result', batchId: request.batchId, indices, probabilities: topProbabilities, inferenceMs, ...(all ? { all } : {}) }, [
       indices.buffer,
       topProbabilities.buffer,
+      ...(all ? [all.buffer] : []),
     ]);
   } catch (error) {
     post({ type: 'failed', batchId: request.batchId, message: error instanceof Error ? error.message : String(error) });

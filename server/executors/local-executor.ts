@@ -3,6 +3,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
+import { NUM_CLASSES } from '../../shared/labels.ts';
 import type { TopK } from '../../shared/labels.ts';
 import type { EngineName } from '../engines/engine.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';
@@ -35,6 +36,7 @@ export interface LocalExecutorOptions {
 interface Pending {
   batch: number;
   solo: boolean;
+  allClasses: readonly boolean[] | undefined;
   resolve: (result: BatchResult) => void;
   reject: (error: Error) => void;
 }
@@ -155,7 +157,9 @@ export class LocalExecutor implements Executor {
     this.exitListeners.push(listener);
   }
 
-  run(images: readonly Uint8Array[], reference?: readonly boolean[]): Promise<BatchResult> {
+  readonly returnsAllClasses = true;
+
+  run(images: readonly Uint8Array[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
     if (this.state !== 'ready') return Promise.reject(new Error(`worker ${this.id} is ${this.state}`));
     // The shared buffer is free while no batch is pending; a second one would overwrite it.
     const shared = this.pending.size === 0 && images.length <= this.maxBatch;
@@ -171,9 +175,10 @@ export class LocalExecutor implements Executor {
       batch: images.length,
       solo,
       ...(reference?.some(Boolean) ? { reference: [...reference] } : {}),
+      ...(allClasses?.some(Boolean) ? { allClasses: true } : {}),
     };
     return new Promise((resolve, reject) => {
-      this.pending.set(batchId, { batch: images.length, solo, resolve, reject });
+      this.pending.set(batchId, { batch: images.length, solo, allClasses, resolve, reject });
       this.worker.postMessage(request, own ? [own.buffer] : []);
     });
   }
@@ -204,7 +209,9 @@ export class LocalExecutor implements Executor {
         probabilities: Array.from(message.probabilities.subarray(from, from + this.topK)),
       });
     }
-    pending.resolve({ results, inferenceMs: message.inferenceMs });
+    const all = message.all;
+    const allClasses = all && pending.allClasses?.map((wanted, i) => (wanted ? all.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES) : undefined));
+    pending.resolve({ results, inferenceMs: message.inferenceMs, ...(allClasses ? { allClasses } : {}) });
   }
 
   private onExit(reason: string): void {

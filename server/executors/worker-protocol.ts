@@ -34,10 +34,12 @@ export interface InferRequest {
   solo: boolean;
   /** Per image: compute at the reference precision (fp32), to verify a volunteer. */
   reference?: boolean[];
+  /** Some image wants every class's probability: the result carries them all (`all`). */
+  allClasses?: boolean;
 }
 
 export type WorkerToMain =
   | { type: 'ready'; warmupMs: number; soloWarmupMs?: number; loadMs: number }
-  | { type: 'result'; batchId: number; indices: Int32Array; probabilities: Float32Array; inferenceMs: number }
+  | { type: 'result'; batchId: number; indices: Int32Array; probabilities: Float32Array; inferenceMs: number; all?: Float32Array }
   | { type: 'failed'; batchId: number; message: string }
   | { type: 'fatal'; message: string };

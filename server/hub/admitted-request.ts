@@ -8,4 +8,9 @@ export interface AdmittedRequest {
   requestId?: string;
   deadlineMs?: number;
   offload: boolean;
+  /**
+   * Wants every class's probability (the Open Inference Protocol's FP32 output): the job runs
+   * where they can be computed (a local worker), and they are handed here before the reply.
+   */
+  onAllClasses?: (probabilities: Float32Array) => void;
 }

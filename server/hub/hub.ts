@@ -175,10 +175,14 @@ export class Hub extends EventEmitter<HubEvents> {
     if (deadlineAt !== undefined && performance.now() >= deadlineAt) {
       return this.refuse(new ServiceError('timeout', 'the request passed its deadline before it was queued'), { id, requestId: request.requestId });
     }
-    const job = new Job({ id, requestId: request.requestId, image: image.rgb, offload: request.offload, deadlineAt });
+    const job = new Job({ id, requestId: request.requestId, image: image.rgb, offload: request.offload, deadlineAt, allClasses: request.onAllClasses !== undefined });
     this.scheduler.submit(job);
     const outcome = await job.outcome();
     if (!outcome.ok) return this.refuse(outcome.error, { id, requestId: request.requestId });
+    if (request.onAllClasses) {
+      if (!outcome.allClasses) return this.refuse(new ServiceError('internal', 'the executor did not return every class’s probability'), { id, requestId: request.requestId });
+      request.onAllClasses(outcome.allClasses);
+    }
     const ranked = toPredictions(outcome.result);
     const predictions = ranked.slice(0, request.top);
     const reply: ClassifyReply = {

@@ -14,6 +14,8 @@ export interface JobSuccess {
   model?: ModelInfo;
   queueMs: number;
   inferenceMs: number;
+  /** Every class's probability, when the job asked for them (`allClasses`). */
+  allClasses?: Float32Array;
 }
 
 export interface JobFailure {
@@ -40,6 +42,8 @@ export interface JobOptions {
   model?: ModelInfo;
   /** Keeps `model` even when the hub moves to another one before it runs (a check of an answer from that model). */
   pinned?: boolean;
+  /** The answer must carry every class's probability: only executors that return them may run it. */
+  allClasses?: boolean;
 }
 
 let nextJobNumber = 0;
@@ -58,6 +62,7 @@ export class Job {
    */
   model: ModelInfo | undefined;
   readonly pinned: boolean;
+  readonly allClasses: boolean;
   readonly enqueuedAt = performance.now();
   startedAt: number | undefined;
   attempts = 0;
@@ -79,6 +84,7 @@ export class Job {
     this.purpose = options.purpose ?? 'request';
     this.model = options.model;
     this.pinned = options.pinned ?? false;
+    this.allClasses = options.allClasses ?? false;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (this.deadlineAt !== undefined) {
       const delay = Math.max(0, this.deadlineAt - performance.now());

@@ -207,6 +207,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private eligible(job: Job, executor: Executor): boolean {
     if (!executor.available || this.retiring.has(executor) || job.runningOn.has(executor)) return false;
     if (job.model && job.model.sha256 !== executor.modelSha256) return false;
+    if (job.allClasses && !executor.returnsAllClasses) return false;
     if (executor.kind === 'local') return true;
     return job.offload && this.offload !== 'off' && !(job.volunteerFailures >= VOLUNTEER_TRIES && this.hasLocalExecutor());
   }
@@ -304,7 +305,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const images = jobs.map((job) => job.image);
     // Through a promise, so that an executor that throws instead of rejecting fails the same way.
     Promise.resolve()
-      .then(() => executor.run(images, jobs.map((job) => job.purpose === 'verification')))
+      .then(() => executor.run(images, jobs.map((job) => job.purpose === 'verification'), jobs.some((job) => job.allClasses) ? jobs.map((job) => job.allClasses) : undefined))
       .then((batch) => {
         if (batch.results.length !== jobs.length) {
           throw new Error(`executor ${executor.id} returned ${batch.results.length} results for ${jobs.length} images`);
@@ -317,6 +318,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
             model: job.model,
             queueMs: (job.startedAt ?? startedAt) - job.enqueuedAt,
             inferenceMs: batch.inferenceMs,
+            ...(batch.allClasses?.[i] ? { allClasses: batch.allClasses[i] } : {}),
           };
           if (executor.kind === 'local' || !this.reviewer || job.settled) job.settle(success);
           // A reviewer that fails must not leave the job unanswered: the answer stands unverified.

@@ -126,6 +126,31 @@ describe('inference', () => {
     assert.deepEqual(entries(decoded), await expectedEntries(images));
   });
 
+  test('FP32: every class’s probability, in JSON (also the default output) and binary, agreeing with the classification and with each other', async () => {
+    const [catTop] = (await classify(images[0])).predictions;
+    const asJson = await infer({ inputs: [imageInput(images)], outputs: [{ name: 'probabilities' }] });
+    assert.equal(asJson.status, 200, JSON.stringify(asJson.json));
+    const [output] = asJson.json.outputs as Array<{ datatype: string; shape: number[]; data: number[] }>;
+    assert.equal(output.datatype, 'FP32');
+    assert.deepEqual(output.shape, [2, 1000]);
+    const rows = [output.data.slice(0, 1000), output.data.slice(1000)];
+    for (const row of rows) assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-3, 'a softmax row sums to 1');
+    const argmax = rows[0].indexOf(Math.max(...rows[0]));
+    assert.equal(argmax, catTop.index, 'its most probable class is the one the hub’s API names');
+    assert.ok(Math.abs(rows[0][argmax] - catTop.probability) < 1e-4);
+    const byDefault = await infer({ inputs: [imageInput(images)] });
+    assert.deepEqual((byDefault.json.outputs as Array<{ data: number[] }>)[0].data, output.data, 'no outputs asked: every output, the FP32 probabilities');
+
+    const header = Buffer.from(JSON.stringify({ inputs: [imageInput(images)], parameters: { binary_data_output: true } }));
+    const response = await fetch(`${hub.http}${MODEL}/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: new Uint8Array(header) });
+    const body = Buffer.from(await response.arrayBuffer());
+    const jsonLength = Number(response.headers.get('inference-header-content-length'));
+    const json = JSON.parse(body.subarray(0, jsonLength).toString('utf8')) as { outputs: Array<{ parameters: { binary_data_size: number } }> };
+    assert.equal(json.outputs[0].parameters.binary_data_size, 2 * 1000 * 4);
+    const floats = Array.from({ length: 2000 }, (_, i) => body.readFloatLE(jsonLength + 4 * i));
+    floats.forEach((value, i) => assert.ok(Math.abs(value - output.data[i]) < 1e-6, `value ${i}`));
+  });
+
   test('bad requests get 400 and a message saying what is wrong; the hub keeps serving', async () => {
     const classification = [{ name: 'probabilities', parameters: { classification: 3 } }];
     const cases: Array<[string, unknown, RegExp]> = [
@@ -135,7 +160,6 @@ describe('inference', () => {
       ['not base64', { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: ['%%%'] }], outputs: classification }, /image 0/],
       ['not an image', { inputs: [imageInput([Buffer.from('plain text, not a picture')])], outputs: classification }, /./],
       ['unknown output', { inputs: [imageInput(images)], outputs: [{ name: 'logits' }] }, /no output "logits"/],
-      ['probabilities without classification', { inputs: [imageInput(images)] }, /classification/],
       ['classification of 50', { inputs: [imageInput(images)], outputs: [{ name: 'probabilities', parameters: { classification: 50 } }] }, /1 to 20/],
       ['no inputs', { inputs: [] }, /inputs/],
       ['too many images', { inputs: [{ name: 'image', datatype: 'BYTES', shape: [65], data: [] }], outputs: classification }, /1 to 64/],
@@ -177,5 +201,16 @@ test('with --api-token the model routes need it (401 {"error"} without); the hea
     assert.equal((await fetch(`${guarded.http}${MODEL}`, { headers: { Authorization: 'Bearer open-sesame' } })).status, 200);
   } finally {
     await guarded.stop();
+  }
+});
+
+test('a hub without local workers (--workers 0) refuses the FP32 output at once, saying to ask for classification', async () => {
+  const coordinator = await launchHub({ args: ['--workers', '0'] });
+  try {
+    const response = await fetch(`${coordinator.http}${MODEL}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [imageInput(images)] }) });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { error: string }).error, /no local workers.*classification/);
+  } finally {
+    await coordinator.stop();
   }
 });

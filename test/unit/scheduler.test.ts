@@ -39,14 +39,18 @@ class TimedExecutor implements Executor {
   onAvailabilityChange(listener: () => void): void {
     this.listeners.push(listener);
   }
-  async run(images: readonly Uint8Array[]): Promise<BatchResult> {
+  get returnsAllClasses(): boolean {
+    return this.kind === 'local';
+  }
+  async run(images: readonly Uint8Array[], _reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
     this.batches.push(images.map((image) => image[0]));
     await new Promise((resolve) => setTimeout(resolve, this.actualMs ?? this.perImageMs * images.length));
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('simulated executor failure');
     }
-    return { results: images.map((image) => ({ indices: [image[0] + this.lieBy], probabilities: [1] })), inferenceMs: 1 };
+    const results = images.map((image) => ({ indices: [image[0] + this.lieBy], probabilities: [1] }));
+    return { results, inferenceMs: 1, ...(allClasses ? { allClasses: allClasses.map((wanted, i) => (wanted ? Float32Array.of(images[i][0]) : undefined)) } : {}) };
   }
 }
 
@@ -299,4 +303,21 @@ test('volunteers failing never use up a job\'s tries while a local worker can co
   assert.equal(topClass(outcome), 9);
   const volunteerTries = tabs.reduce((sum, tab) => sum + tab.batches.length, 0);
   assert.equal(volunteerTries, 2, 'two tries on volunteers, then only local workers');
+});
+
+test('a job that wants every class’s probability runs only where they are computed (a local worker), and gets them', async () => {
+  const scheduler = new Scheduler({ offload: 'prefer' });
+  const fastTab = volunteer('tab', 1);
+  const local = new TimedExecutor('local', 20);
+  scheduler.addExecutor(fastTab);
+  scheduler.addExecutor(local);
+  const wantsAll = new Job({ id: 'all', image: Uint8Array.of(7), offload: true, allClasses: true });
+  const plain = job(8);
+  scheduler.submit(wantsAll);
+  scheduler.submit(plain);
+  const [all, other] = await Promise.all([wantsAll.outcome(), plain.outcome()]);
+  assert.equal(servedBy(all), 'local', 'never the tab, fast and free as it is');
+  assert.deepEqual(all.ok ? Array.from(all.allClasses ?? []) : [], [7]);
+  assert.equal(servedBy(other), 'tab');
+  assert.equal(other.ok ? other.allClasses : 'failed', undefined, 'a job that did not ask gets none');
 });

@@ -71,6 +71,16 @@ export function encodeBytesElements(elements: readonly string[]): Buffer {
   return out;
 }
 
+/** Rows of FP32 values, one after another, little-endian whatever the host. */
+export function encodeFp32(rows: readonly Float32Array[]): Buffer {
+  const out = Buffer.alloc(rows.reduce((sum, row) => sum + row.length * 4, 0));
+  let offset = 0;
+  for (const row of rows) {
+    for (const value of row) offset = out.writeFloatLE(value, offset);
+  }
+  return out;
+}
+
 /** A response body: the JSON header, then the binary sections in the order of their outputs. */
 export function encodeInferResponse(header: unknown, sections: readonly Buffer[]): { body: Buffer; headers: Record<string, string | number> } {
   const json = Buffer.from(JSON.stringify(header), 'utf8');

@@ -3,7 +3,7 @@
  * element of the `image` tensor), and the hub's replies written back as the response's outputs.
  * Everything a client can get wrong is a ServiceError saying what, so it is answered 400.
  */
-import { MAX_TOP } from '../../../shared/labels.ts';
+import { MAX_TOP, NUM_CLASSES } from '../../../shared/labels.ts';
 import type { ClassifyReply } from '../../../shared/protocol/classify.ts';
 import { ServiceError } from '../../../shared/protocol/errors.ts';
 import {
@@ -14,16 +14,23 @@ import {
   PROBABILITIES_OUTPUT,
   classificationEntry,
 } from '../../../shared/protocol/open-inference.ts';
-import type { InferenceRequest, InferenceResponse, Parameters, RequestInput } from '../../../shared/protocol/open-inference.ts';
+import type { InferenceRequest, InferenceResponse, Parameters, RequestInput, ResponseOutput } from '../../../shared/protocol/open-inference.ts';
 import { decodeBase64Image } from '../admission.ts';
 import type { AdmissionLimits } from '../admission.ts';
-import { binarySections, decodeBytesElements, encodeBytesElements } from './binary-tensors.ts';
+import { binarySections, decodeBytesElements, encodeBytesElements, encodeFp32 } from './binary-tensors.ts';
+
+/** How one output comes back: every class's FP32 probability, or (classification) the top k as BYTES. */
+export interface AskedOutput {
+  name: string;
+  classification: number | undefined;
+  binary: boolean;
+}
 
 /** What was asked of the model: the images, and how each output comes back. */
 export interface ReadInference {
   id?: string;
   images: Uint8Array[];
-  outputs: Array<{ name: string; classification: number; binary: boolean }>;
+  outputs: AskedOutput[];
 }
 
 export function readInferenceRequest(json: Buffer, tail: Buffer, limits: AdmissionLimits): ReadInference {
@@ -79,11 +86,10 @@ function jsonImages(data: unknown, count: number, limits: AdmissionLimits): Uint
   });
 }
 
-function readOutputs(request: InferenceRequest): ReadInference['outputs'] {
+function readOutputs(request: InferenceRequest): AskedOutput[] {
   const binaryByDefault = request.parameters?.binary_data_output === true;
-  // The spec's default (every output, as it is) is the FP32 probabilities, which need every
-  // executor to send all 1000 of them; until then a request says how many classes it wants.
-  const asked = request.outputs ?? [{ name: PROBABILITIES_OUTPUT }];
+  // Without a list, every output as it is: the FP32 probabilities.
+  const asked = request.outputs?.length ? request.outputs : [{ name: PROBABILITIES_OUTPUT }];
   return asked.map((output) => {
     if (output.name !== PROBABILITIES_OUTPUT) {
       throw new ServiceError('invalid_request', `model ${OPEN_INFERENCE_MODEL} has no output ${JSON.stringify(output.name)}; its output is ${PROBABILITIES_OUTPUT}`);
@@ -92,14 +98,9 @@ function readOutputs(request: InferenceRequest): ReadInference['outputs'] {
   });
 }
 
-function classificationOf(parameters: Parameters | undefined): number {
+function classificationOf(parameters: Parameters | undefined): number | undefined {
   const k = parameters?.classification;
-  if (k === undefined) {
-    throw new ServiceError(
-      'invalid_request',
-      `output ${PROBABILITIES_OUTPUT} is served through the classification extension for now: ask for it with "parameters": {"classification": k}, k from 1 to ${MAX_TOP}`,
-    );
-  }
+  if (k === undefined) return undefined;
   if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > MAX_TOP) {
     throw new ServiceError('invalid_top', `classification must be an integer from 1 to ${MAX_TOP}`);
   }
@@ -111,18 +112,33 @@ function binaryOf(parameters: Parameters | undefined, byDefault: boolean): boole
   return typeof binary === 'boolean' ? binary : byDefault;
 }
 
-/** The response to a request whose every image was answered; its binary sections in output order. */
-export function inferenceResponse(read: ReadInference, replies: readonly ClassifyReply[]): { response: InferenceResponse; sections: Buffer[] } {
+/** Whether any output asks for every class's probability, which only some executors compute. */
+export function wantsAllClasses(read: ReadInference): boolean {
+  return read.outputs.some((output) => output.classification === undefined);
+}
+
+/**
+ * The response to a request whose every image was answered; its binary sections in output
+ * order. `allClasses[i]`: image i's 1000 probabilities, when an output asks for them.
+ */
+export function inferenceResponse(read: ReadInference, replies: readonly ClassifyReply[], allClasses: ReadonlyArray<Float32Array | undefined>): { response: InferenceResponse; sections: Buffer[] } {
   const sections: Buffer[] = [];
-  const outputs = read.outputs.map((output) => {
-    const entries = replies.flatMap((reply) =>
-      reply.predictions.slice(0, output.classification).map((prediction) => classificationEntry(prediction.probability, prediction.index, prediction.label)),
-    );
-    const shape = [replies.length, output.classification];
-    if (!output.binary) return { name: output.name, datatype: 'BYTES' as const, shape, data: entries };
+  const outputs = read.outputs.map((output): ResponseOutput => {
+    if (output.classification === undefined) {
+      const rows = replies.map((_, i) => allClasses[i] ?? new Float32Array(NUM_CLASSES).fill(Number.NaN));
+      const shape = [replies.length, NUM_CLASSES];
+      if (!output.binary) return { name: output.name, datatype: 'FP32', shape, data: rows.flatMap((row) => Array.from(row)) };
+      const section = encodeFp32(rows);
+      sections.push(section);
+      return { name: output.name, datatype: 'FP32', shape, parameters: { binary_data_size: section.length } };
+    }
+    const k = output.classification;
+    const entries = replies.flatMap((reply) => reply.predictions.slice(0, k).map((prediction) => classificationEntry(prediction.probability, prediction.index, prediction.label)));
+    const shape = [replies.length, k];
+    if (!output.binary) return { name: output.name, datatype: 'BYTES', shape, data: entries };
     const section = encodeBytesElements(entries);
     sections.push(section);
-    return { name: output.name, datatype: 'BYTES' as const, shape, parameters: { binary_data_size: section.length } };
+    return { name: output.name, datatype: 'BYTES', shape, parameters: { binary_data_size: section.length } };
   });
   // The weights that computed the answers; replies computed across a swap name the first.
   const response: InferenceResponse = { model_name: OPEN_INFERENCE_MODEL, model_version: replies[0].model.sha256, outputs };

@@ -9,6 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClassifyReply, ModelInfo, Reply } from '../../../shared/protocol/classify.ts';
 import { isErrorReply } from '../../../shared/protocol/classify.ts';
+import { ServiceError } from '../../../shared/protocol/errors.ts';
 import type { ErrorCode } from '../../../shared/protocol/errors.ts';
 import { IMAGE_INPUT, OPEN_INFERENCE_EXTENSIONS, OPEN_INFERENCE_MODEL, PROBABILITIES_OUTPUT } from '../../../shared/protocol/open-inference.ts';
 import type { ModelMetadata } from '../../../shared/protocol/open-inference.ts';
@@ -19,7 +20,7 @@ import type { AdmissionLimits } from '../admission.ts';
 import { maxJsonBytes } from '../admission.ts';
 import { ClientGoneError, discardBody, readBody } from '../http-body.ts';
 import { HEADER_LENGTH_HEADER, encodeInferResponse, splitInferBody } from './binary-tensors.ts';
-import { inferenceResponse, readInferenceRequest } from './infer-request.ts';
+import { inferenceResponse, readInferenceRequest, wantsAllClasses } from './infer-request.ts';
 
 const STATUS_BY_CODE: Record<ErrorCode, number> = {
   invalid_json: 400,
@@ -49,6 +50,8 @@ export interface OpenInferenceOptions {
   model: () => ModelInfo;
   serverName: string;
   serverVersion: string;
+  /** Local workers run here (not --workers 0): only they compute every class's probability. */
+  localWorkers: boolean;
   log: Logger;
 }
 
@@ -100,6 +103,7 @@ export class OpenInferenceRoutes {
     const { hub, limits } = this.options;
     let replies: Reply[];
     let read: ReturnType<typeof readInferenceRequest>;
+    const allClasses: Array<Float32Array | undefined> = [];
     try {
       const refusal = hub.refusalNow();
       if (refusal) throw refusal;
@@ -108,8 +112,19 @@ export class OpenInferenceRoutes {
       const { json, tail } = splitInferBody(body, Array.isArray(headerLength) ? headerLength[0] : headerLength);
       read = readInferenceRequest(json, tail, limits);
       const requestId = read.id;
-      const top = Math.max(...read.outputs.map((output) => output.classification));
-      replies = await Promise.all(read.images.map((image) => hub.classify({ image, top, requestId, offload: true }, receivedAt)));
+      const top = Math.max(1, ...read.outputs.map((output) => output.classification ?? 1));
+      const all = wantsAllClasses(read);
+      if (all && !this.options.localWorkers) {
+        throw new ServiceError(
+          'invalid_request',
+          `this hub has no local workers (--workers 0), and only they compute all ${NUM_CLASSES} probabilities; ask for ${PROBABILITIES_OUTPUT} with "parameters": {"classification": k}`,
+        );
+      }
+      replies = await Promise.all(
+        read.images.map((image, i) =>
+          hub.classify({ image, top, requestId, offload: true, ...(all ? { onAllClasses: (probabilities) => void (allClasses[i] = probabilities) } : {}) }, receivedAt),
+        ),
+      );
     } catch (error) {
       if (error instanceof ClientGoneError) return;
       const refused = await hub.refusePaced(error);
@@ -124,7 +139,7 @@ export class OpenInferenceRoutes {
       sendError(response, STATUS_BY_CODE[failed.error.code], failed.error.message);
       return;
     }
-    const { response: body, sections } = inferenceResponse(read, replies as ClassifyReply[]);
+    const { response: body, sections } = inferenceResponse(read, replies as ClassifyReply[], allClasses);
     const encoded = encodeInferResponse(body, sections);
     if (response.destroyed || response.writableEnded) return;
     response.writeHead(200, { ...encoded.headers, 'Content-Length': encoded.body.length });
