@@ -97,15 +97,21 @@ export class Hub extends EventEmitter<HubEvents> {
     }
   }
 
+  /** Most requests waiting (decoding or queued) before new ones are refused as overloaded. */
+  get maxQueue(): number {
+    return this.limits.maxQueue;
+  }
+
   /**
    * Why a request arriving now would be refused whatever it holds (stopping, starting, or the
    * queue is full); undefined when it would be taken. Fronts ask before they spend anything
    * on a request (reading an upload, decoding base64), so a flood is refused cheaply.
+   * `images`: a request of several images is taken whole or not at all.
    */
-  refusalNow(): ServiceError | undefined {
+  refusalNow(images = 1): ServiceError | undefined {
     if (!this.accepting) return new ServiceError('shutting_down', 'the server is shutting down');
     if (!this.ready) return new ServiceError('not_ready', 'the server is still starting; retry shortly');
-    if (this.waiting >= this.limits.maxQueue) {
+    if (this.waiting + images > this.limits.maxQueue) {
       // Refused at once: a client can retry elsewhere or later, instead of waiting in a queue
       // whose end it cannot see.
       return new ServiceError('overloaded', `the server is at capacity (${this.limits.maxQueue} requests waiting); retry shortly`);

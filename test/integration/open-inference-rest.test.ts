@@ -214,3 +214,25 @@ test('a hub without local workers (--workers 0) refuses the FP32 output at once,
     await coordinator.stop();
   }
 });
+
+test('a request of several images is taken whole or refused whole: no image of a refused request is computed', async () => {
+  const small = await launchHub({ args: ['--workers', '1', '--max-queue', '4'] });
+  try {
+    const four = { inputs: [imageInput([...images, ...images])], outputs: [{ name: 'probabilities', parameters: { classification: 1 } }] };
+    const tooMany = await fetch(`${small.http}${MODEL}/infer`, { method: 'POST', body: JSON.stringify({ ...four, inputs: [imageInput([...images, ...images, ...images])] }) });
+    assert.equal(tooMany.status, 400, 'more images than the queue holds can never be taken');
+    assert.match(((await tooMany.json()) as { error: string }).error, /at most 4 images.*--max-queue/);
+    const imagesComputed = async () =>
+      ((await (await fetch(`${small.http}/api/status`)).json()) as { executors: Array<{ images: number }> }).executors.reduce((sum, worker) => sum + worker.images, 0);
+    const before = await imagesComputed();
+    const statuses = await Promise.all(
+      Array.from({ length: 6 }, async () => (await fetch(`${small.http}${MODEL}/infer`, { method: 'POST', body: JSON.stringify(four) })).status),
+    );
+    assert.ok(statuses.every((status) => status === 200 || status === 503), JSON.stringify(statuses));
+    assert.ok(statuses.includes(503), `six requests of four against a queue of four: some refused (${statuses})`);
+    const answered = statuses.filter((status) => status === 200).length;
+    assert.equal((await imagesComputed()) - before, 4 * answered, 'the workers computed the images of the answered requests, and no others');
+  } finally {
+    await small.stop();
+  }
+});

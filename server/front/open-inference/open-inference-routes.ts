@@ -111,6 +111,12 @@ export class OpenInferenceRoutes {
       const headerLength = request.headers[HEADER_LENGTH_HEADER];
       const { json, tail } = splitInferBody(body, Array.isArray(headerLength) ? headerLength[0] : headerLength);
       read = readInferenceRequest(json, tail, limits);
+      // Taken whole or not at all: a request refused halfway would have spent the cores on images nobody gets.
+      if (read.images.length > hub.maxQueue) {
+        throw new ServiceError('invalid_request', `this hub queues at most ${hub.maxQueue} images (--max-queue); send at most that many in one request`);
+      }
+      const whole = hub.refusalNow(read.images.length);
+      if (whole) throw whole;
       const requestId = read.id;
       const top = Math.max(1, ...read.outputs.map((output) => output.classification ?? 1));
       const all = wantsAllClasses(read);
