@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { NUM_CLASSES, topK } from '../../shared/labels.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import { loadEngine } from '../engines/create-engine.ts';
+import { readManifest } from '../../model-store/store.ts';
 import type { Engine } from '../engines/engine.ts';
 import type { InferRequest, InferenceWorkerData, WorkerToMain } from './worker-protocol.ts';
 import { nameThisThread, THREAD_NAMES } from '../../lib/thread-name.ts';
@@ -84,6 +85,9 @@ async function main(): Promise<void> {
   // Before the engine loads: ONNX Runtime's own threads inherit the name.
   nameThisThread(THREAD_NAMES.inference);
   const loadStarted = performance.now();
+  // The weights this worker really loads, whatever the pool that started it serves: one started
+  // again after an import replaced the store's files has the new weights, and must say so.
+  const weightsBefore = (await readManifest(data.modelDir))?.weightsSha256;
   const engine = await loadEngine(data.engine, {
     modelDir: data.modelDir,
     precision: data.precision,
@@ -91,6 +95,8 @@ async function main(): Promise<void> {
     spin: data.spin,
     soloThreads: data.soloThreads,
   });
+  const weights = (await readManifest(data.modelDir))?.weightsSha256;
+  if (weights !== weightsBefore) throw new Error(`the model store changed while this worker loaded it (${weightsBefore} → ${weights}); starting again`);
   const loadMs = performance.now() - loadStarted;
   const warmupMs = await warmUp(engine, false);
   const soloWarmupMs = data.soloThreads ? await warmUp(engine, true) : undefined;
@@ -99,7 +105,7 @@ async function main(): Promise<void> {
   port.on('message', (request: InferRequest) => {
     chain = chain.then(() => runBatch(engine, request));
   });
-  post({ type: 'ready', warmupMs, soloWarmupMs, loadMs });
+  post({ type: 'ready', warmupMs, soloWarmupMs, loadMs, ...(weights ? { modelSha256: weights } : {}) });
 }
 
 main().catch((error: unknown) => {

@@ -50,7 +50,8 @@ export class LocalExecutor implements Executor {
   readonly id: string;
   readonly maxBatch: number;
   readonly engine: EngineName;
-  readonly modelSha256: string;
+  /** What the pool expects until the worker is ready; from then on, what the worker says it loaded. */
+  modelSha256: string;
   readonly threads: number;
   state: LocalExecutorState = 'starting';
   warmupMs = 0;
@@ -100,6 +101,7 @@ export class LocalExecutor implements Executor {
           this.soloWarmupMs = message.soloWarmupMs;
           if (message.soloWarmupMs !== undefined) this.soloEstimate.observe(1, message.soloWarmupMs);
           this.loadMs = message.loadMs;
+          if (message.modelSha256) this.modelSha256 = message.modelSha256;
           this.estimate.observe(1, message.warmupMs);
           this.setState('ready');
           resolve();

@@ -39,7 +39,8 @@ export interface InferRequest {
 }
 
 export type WorkerToMain =
-  | { type: 'ready'; warmupMs: number; soloWarmupMs?: number; loadMs: number }
+  /** `modelSha256`: the weights it loaded, from the store's manifest (absent without one). */
+  | { type: 'ready'; warmupMs: number; soloWarmupMs?: number; loadMs: number; modelSha256?: string }
   | { type: 'result'; batchId: number; indices: Int32Array; probabilities: Float32Array; inferenceMs: number; all?: Float32Array }
   | { type: 'failed'; batchId: number; message: string }
   | { type: 'fatal'; message: string };

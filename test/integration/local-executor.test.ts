@@ -13,6 +13,7 @@ import { ensureOnnxModel } from '../../model-tools/onnx-export.ts';
 import { generateSyntheticImages } from '../../model-tools/synthetic-images.ts';
 import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
 import { TEST_MODEL_DIR } from '../../kit/paths.ts';
+import { readManifest } from '../../model-store/store.ts';
 
 const MAX_BATCH = 4;
 const images = (seed: number, count: number): Uint8Array[] => {
@@ -37,6 +38,12 @@ before(async () => {
     topK: 5,
   });
   await executor.whenReady();
+});
+
+test('the executor names the weights its worker loaded, not the ones it was started for', async () => {
+  const manifest = await readManifest(TEST_MODEL_DIR);
+  assert.ok(manifest);
+  assert.equal(executor.modelSha256, manifest.weightsSha256, "started for 'test', it serves what the store held");
 });
 
 after(async () => {
