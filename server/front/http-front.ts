@@ -9,7 +9,6 @@ import type { Duplex } from 'node:stream';
 import { DEFAULT_TOP, MAX_TOP } from '../../shared/labels.ts';
 import type { Reply } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
-import type { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { Hub } from '../hub/hub.ts';
 import type { Logger } from '../../lib/log.ts';
 import { admitImageBytes, admitJson, maxJsonBytes, parseJsonRequest, salvageRequestId } from './admission.ts';
@@ -17,24 +16,8 @@ import type { AdmissionLimits } from './admission.ts';
 import type { AdmittedRequest } from '../hub/admitted-request.ts';
 import { ClientGoneError, discardBody, readBody, readMultipartFile } from './http-body.ts';
 import { presentsToken, tokenDigest } from './upgrade-guard.ts';
+import { HTTP_STATUS_BY_CODE } from './http-status.ts';
 
-const STATUS_BY_CODE: Record<ErrorCode, number> = {
-  invalid_json: 400,
-  invalid_request: 400,
-  invalid_frames: 400,
-  invalid_base64: 400,
-  invalid_top: 400,
-  payload_too_large: 413,
-  too_many_pixels: 413,
-  unsupported_image: 415,
-  corrupt_image: 422,
-  not_ready: 503,
-  unauthorized: 401,
-  overloaded: 503,
-  shutting_down: 503,
-  timeout: 504,
-  internal: 500,
-};
 
 export interface HttpFrontOptions {
   limits: AdmissionLimits;
@@ -193,7 +176,7 @@ export class HttpFront {
       }
       reply = await this.hub.refusePaced(error, { requestId: context.requestId });
     }
-    const status = 'error' in reply ? STATUS_BY_CODE[reply.error.code] : 200;
+    const status = 'error' in reply ? HTTP_STATUS_BY_CODE[reply.error.code] : 200;
     // A refused body may still be arriving: read it to its end so the client sees the answer,
     // unless it is absurdly large, in which case closing is cheaper than reading it.
     if ((status === 413 || !request.complete) && !(await discardBody(request, DISCARD_LIMIT_FACTOR * this.options.limits.maxImageBytes))) {

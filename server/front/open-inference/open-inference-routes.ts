@@ -19,26 +19,15 @@ import type { Logger } from '../../../lib/log.ts';
 import type { AdmissionLimits } from '../admission.ts';
 import { maxJsonBytes } from '../admission.ts';
 import { ClientGoneError, discardBody, readBody } from '../http-body.ts';
+import { HTTP_STATUS_BY_CODE } from '../http-status.ts';
 import { HEADER_LENGTH_HEADER, encodeInferResponse, splitInferBody } from './binary-tensors.ts';
 import { inferenceResponse, readInferenceRequest, wantsAllClasses } from './infer-request.ts';
 
-const STATUS_BY_CODE: Record<ErrorCode, number> = {
-  invalid_json: 400,
-  invalid_request: 400,
-  invalid_frames: 400,
-  invalid_base64: 400,
-  invalid_top: 400,
-  payload_too_large: 400,
-  too_many_pixels: 400,
-  unsupported_image: 400,
-  corrupt_image: 400,
-  unauthorized: 401,
-  not_ready: 503,
-  overloaded: 503,
-  shutting_down: 503,
-  timeout: 504,
-  internal: 500,
-};
+/** The hub's own statuses, except that every client error but 401 is the specification's 400. */
+function statusOf(code: ErrorCode): number {
+  const status = HTTP_STATUS_BY_CODE[code];
+  return status >= 400 && status < 500 && status !== 401 ? 400 : status;
+}
 
 /** A request body holds at most this many single-image JSON requests' worth of bytes: many images, but not many large ones. */
 const MAX_BODY_IMAGES = 2;
@@ -137,12 +126,12 @@ export class OpenInferenceRoutes {
       // A refused body may still be arriving: read it to its end so the client sees the answer,
       // unless it is absurdly large, in which case closing is cheaper than reading it.
       if (!request.complete && !(await discardBody(request, 2 * MAX_BODY_IMAGES * maxJsonBytes(limits)))) response.setHeader('Connection', 'close');
-      sendError(response, STATUS_BY_CODE[refused.error.code], refused.error.message);
+      sendError(response, statusOf(refused.error.code), refused.error.message);
       return;
     }
     const failed = replies.find(isErrorReply);
     if (failed) {
-      sendError(response, STATUS_BY_CODE[failed.error.code], failed.error.message);
+      sendError(response, statusOf(failed.error.code), failed.error.message);
       return;
     }
     const { response: body, sections } = inferenceResponse(read, replies as ClassifyReply[], allClasses);
