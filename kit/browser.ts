@@ -9,6 +9,8 @@
  * `--use-angle=swiftshader` change nothing here and are not passed. `--no-sandbox` is needed to
  * run as root (containers). WebGPU exists only in secure contexts: serve pages from
  * http://127.0.0.1 or http://localhost, not from data: or file: URLs.
+ *
+ * Tests also pass SKIP_WORKGROUP_ZERO_INIT (below) unless they ask for a stock browser.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -26,6 +28,16 @@ export const CHROMIUM_ARGS: readonly string[] = [
   '--disable-sync',
   '--no-first-run',
 ];
+
+/**
+ * WebGPU guarantees that a shader's workgroup memory starts zeroed, and Dawn adds the code that
+ * zeroes it to every shader. On SwiftShader compiling that code is most of a tab's start: the
+ * tiny model's first inference took 13.5 s with it and 1.7 s without (Chromium 156, AMD EPYC
+ * Zen 5). TF.js's kernels write their workgroup memory before reading it, so the answers are the
+ * same. Tests that do not ask for a stock browser skip the zeroing; at least one test runs stock
+ * (as a volunteer's browser is), and so do the benchmarks.
+ */
+export const SKIP_WORKGROUP_ZERO_INIT = '--enable-dawn-features=disable_workgroup_init';
 
 /** One console error or uncaught page error, with where it came from. */
 export interface PageProblem {
@@ -56,6 +68,8 @@ export interface LaunchedBrowser {
 export interface LaunchOptions {
   /** Extra Chromium flags. */
   args?: string[];
+  /** WebGPU exactly as a volunteer's browser has it (no SKIP_WORKGROUP_ZERO_INIT). */
+  stockWebGpu?: boolean;
   context?: BrowserContextOptions;
   /** Echo every console message to stderr (debugging). */
   echoConsole?: boolean;
@@ -72,7 +86,7 @@ export async function launchChromium(options: LaunchOptions = {}): Promise<Launc
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM_PATH,
       headless: true,
-      args: [...CHROMIUM_ARGS, ...(options.args ?? [])],
+      args: [...CHROMIUM_ARGS, ...(options.stockWebGpu ? [] : [SKIP_WORKGROUP_ZERO_INIT]), ...(options.args ?? [])],
       ...options.context,
     });
   } catch (error) {

@@ -63,7 +63,7 @@ export class VolunteerChurn {
   ) {}
 
   static async start(options: ChurnOptions): Promise<VolunteerChurn> {
-    const churn = new VolunteerChurn(await launchChromium(), options);
+    const churn = new VolunteerChurn(await launchChromium({ stockWebGpu: true }), options);
     churn.loop = churn.run();
     return churn;
   }
