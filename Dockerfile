@@ -44,7 +44,7 @@ COPY --from=build /app /app
 RUN mkdir -p /models && chown node:node /models
 VOLUME ["/models"]
 USER node
-EXPOSE 5576 8080
+EXPOSE 5576 8080 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HUB_HTTP_PORT || 8080) + '/readyz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node, not npm, as PID 1's child-free process: SIGTERM reaches the hub itself, which drains.

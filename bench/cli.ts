@@ -44,11 +44,13 @@ export interface BenchOptions {
   compareFleet: boolean;
   /** `--compare-precision`: fp32 then int8, each with its ceiling and its hub's sweep, and the ratios. */
   comparePrecision: boolean;
+  /** `--compare-fronts`: every way in (ZeroMQ, HTTP, v2 REST, v2 gRPC) against one hub, side by side. */
+  compareFronts: boolean;
 }
 
 const DEFAULT_IMAGES = ['chelsea', 'coffee', 'astronaut', 'rocket'].map((name) => `test/fixtures/photos/${name}.jpg`);
 /** Set by the bench itself; a second value in the passthrough would make the ceiling measure something else. */
-const OWNED_HUB_FLAGS = ['--engine', '--precision', '--model-dir', '--zmq', '--http-port', '--http-host'];
+const OWNED_HUB_FLAGS = ['--engine', '--precision', '--model-dir', '--zmq', '--http-port', '--http-host', '--grpc-port'];
 
 export function parseBenchOptions(argv: readonly string[]): BenchOptions {
   const command = new Command('npm run bench')
@@ -91,6 +93,11 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
       'measure, in one run, fp32 then int8 (onnx engine): each one\'s raw ceiling and hub sweep, the ratios between them and where the hub\'s time and CPU go',
       false,
     )
+    .option(
+      '--compare-fronts',
+      'measure, in one run, every way into one hub (ZeroMQ, HTTP, Open Inference REST and gRPC) with the same images and clients (default --concurrency 1,8)',
+      false,
+    )
     .argument('[hub-args...]', 'after `--`: more arguments for the hub')
     .showHelpAfterError('(add --help for usage)');
   command.parse(argv as string[]);
@@ -114,9 +121,10 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     endpoints?: string;
     compareFleet: boolean;
     comparePrecision: boolean;
+    compareFronts: boolean;
   }>();
   if (opts.endpoints !== undefined && opts.compareFleet) command.error('--endpoints and --compare-fleet exclude each other: the comparison starts its own hubs');
-  const modes = [opts.endpoints !== undefined && '--endpoints', opts.compareFleet && '--compare-fleet', opts.comparePrecision && '--compare-precision'].filter(Boolean);
+  const modes = [opts.endpoints !== undefined && '--endpoints', opts.compareFleet && '--compare-fleet', opts.comparePrecision && '--compare-precision', opts.compareFronts && '--compare-fronts'].filter(Boolean);
   if (modes.length > 1) command.error(`${modes.join(' and ')} exclude each other: each is a run of its own`);
   if ((opts.precision === 'int8' || opts.comparePrecision) && opts.engine !== 'onnx') {
     command.error(`int8 runs only on the onnx engine; --engine ${opts.engine} computes in fp32`);
@@ -164,7 +172,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     engine: opts.engine,
     precision: opts.precision,
     modelDir,
-    concurrency: opts.concurrency,
+    concurrency: opts.compareFronts && command.getOptionValueSource('concurrency') === 'default' ? [1, 8] : opts.concurrency,
     durationS: opts.durationS,
     warmupS: opts.warmupS,
     replyTimeoutS: opts.replyTimeoutS,
@@ -180,6 +188,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions {
     endpoints: opts.endpoints === undefined ? null : splitEndpoints(opts.endpoints),
     compareFleet: opts.compareFleet,
     comparePrecision: opts.comparePrecision,
+    compareFronts: opts.compareFronts,
   };
 }
 

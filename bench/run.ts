@@ -14,6 +14,7 @@ import type { BenchOptions } from './cli.ts';
 import { benchCompareFleet, benchEndpoints } from './fleet.ts';
 import { spawnHub } from './hub.ts';
 import type { HubExit, SpawnedHub } from './hub.ts';
+import { benchCompareFronts } from './compare-fronts.ts';
 import { benchComparePrecision } from './compare-precision.ts';
 import { prepareModel } from './model.ts';
 import { createProgress } from './progress.ts';
@@ -37,6 +38,7 @@ async function main(): Promise<number> {
     return benchCompareFleet(options, payloads, createProgress(2 * options.concurrency.length + 2));
   }
   if (options.comparePrecision) return benchComparePrecision(options, payloads);
+  if (options.compareFronts) return benchCompareFronts(options, await Promise.all(options.images.map((file) => readFile(file))));
   const startedAt = new Date().toISOString();
   const ceilingSteps = options.skipCeiling ? [] : options.ceilingThreads;
   const progress = createProgress(ceilingSteps.length + 1 + options.concurrency.length + 1);

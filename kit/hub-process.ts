@@ -12,6 +12,8 @@ export interface HubProcess {
   child: ChildProcess;
   zmq: string;
   http: string;
+  /** The Open Inference gRPC address, host:port. */
+  grpc: string;
   /** Every log line so far, parsed. */
   logs: Array<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -53,6 +55,7 @@ export async function launchHub(options: LaunchHubOptions = {}): Promise<HubProc
 
   let zmq = '';
   let http = '';
+  let grpc = '';
   let onListening!: () => void;
   let onReady!: () => void;
   const listening = new Promise<void>((resolve) => (onListening = resolve));
@@ -67,6 +70,7 @@ export async function launchHub(options: LaunchHubOptions = {}): Promise<HubProc
     logs.push(entry);
     if (entry.msg === 'warming up') {
       http = String(entry.http);
+      grpc = String(entry.grpc);
       onListening();
     }
     if (entry.msg === 'ready') {
@@ -96,6 +100,9 @@ export async function launchHub(options: LaunchHubOptions = {}): Promise<HubProc
     },
     get http() {
       return http;
+    },
+    get grpc() {
+      return grpc;
     },
     logs,
     exited,

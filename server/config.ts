@@ -27,6 +27,8 @@ const ConfigSchema = z.object({
   zmq: z.string().min(1),
   httpPort: z.coerce.number().int().min(0).max(65535),
   httpHost: z.string().min(1),
+  /** The Open Inference Protocol over gRPC, on the HTTP front's address. */
+  grpcPort: z.coerce.number().int().min(0).max(65535),
   /** Undefined: derived from the engine and the cores (see parallelism.ts). */
   workers: z.coerce.number().int().min(0).max(64).optional(),
   threadsPerWorker: z.coerce.number().int().min(1).max(64).optional(),
@@ -80,6 +82,7 @@ function buildCommand(): Command {
     .addOption(opt('--zmq <endpoint>', 'ZeroMQ ROUTER endpoint to bind', 'HUB_ZMQ', 'tcp://*:5576'))
     .addOption(opt('--http-port <port>', 'HTTP port for the web UI and API (0 picks a free one)', 'HUB_HTTP_PORT', 8080))
     .addOption(opt('--http-host <host>', 'HTTP address to bind', 'HUB_HTTP_HOST', '0.0.0.0'))
+    .addOption(opt('--grpc-port <port>', 'gRPC port for the Open Inference Protocol (KServe v2), on the HTTP address (0 picks a free one)', 'HUB_GRPC_PORT', 8001))
     .addOption(
       new Option('--workers <n>', 'inference worker threads (default: one per core; 0: only volunteers compute)').env('HUB_WORKERS'),
     )

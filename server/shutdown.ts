@@ -8,6 +8,7 @@ import { ServiceError } from '../shared/protocol/errors.ts';
 import type { Config } from './config.ts';
 import type { LocalPool } from './executors/local-pool.ts';
 import type { HttpFront } from './front/http-front.ts';
+import type { OpenInferenceGrpcFront } from './front/open-inference/grpc-front.ts';
 import type { ZmqFront } from './front/zmq-front.ts';
 import type { Hub } from './hub/hub.ts';
 import type { AttachedSwapper } from './model-swap/attach-swapper.ts';
@@ -27,6 +28,7 @@ export interface HubParts {
   swaps: AttachedSwapper;
   zmqFront: ZmqFront;
   http: HttpFront;
+  grpc: OpenInferenceGrpcFront;
   feed: EventFeed;
   events: EventsSocket;
 }
@@ -35,6 +37,8 @@ export interface HubParts {
 export async function stopHub(parts: HubParts, graceMs: number): Promise<boolean> {
   const { hub, zmqFront } = parts;
   zmqFront.stopReceiving();
+  // Probes see it at once; calls that still arrive are refused by the hub as shutting down.
+  parts.grpc.setServing(false);
   // A swap under way ends where it is; the drain below answers everything either way.
   const swapStopped = parts.swaps.stop();
   const drained = await hub.drain(graceMs);
@@ -47,7 +51,7 @@ export async function stopHub(parts: HubParts, graceMs: number): Promise<boolean
   await parts.volunteers.close();
   parts.feed.close();
   await parts.events.close();
-  await Promise.all([zmqFront.close(), parts.http.close()]);
+  await Promise.all([zmqFront.close(), parts.http.close(), parts.grpc.close()]);
   await swapStopped;
   await Promise.all([parts.pools.current.stop(), parts.preprocess.stop(), removeServingMarker(parts.config.modelDir, process.pid).catch(() => undefined)]);
   return drained;

@@ -16,6 +16,7 @@ import type { EngineName } from './engines/engine.ts';
 import { LocalPool } from './executors/local-pool.ts';
 import { curveSecurity } from './front/curve-auth.ts';
 import { HttpFront } from './front/http-front.ts';
+import { OpenInferenceGrpcFront } from './front/open-inference/grpc-front.ts';
 import { OpenInferenceRoutes } from './front/open-inference/open-inference-routes.ts';
 import { productVersion } from './product-version.ts';
 import { MODEL_URL_PREFIX, serveDirectory, serveModelStore, WEB_APP_ROUTES } from './front/static-files.ts';
@@ -39,6 +40,7 @@ import { WEB_DIST_DIR } from './web-build.ts';
 export interface RunningHub {
   zmqEndpoint: string;
   httpPort: number;
+  grpcPort: number;
   /** Looks for new weights in the store and swaps to them (SIGHUP, the reload API). */
   reloadModel(trigger: SwapTrigger): ModelSwapRecord | undefined;
   /** Stops taking requests, answers those accepted (up to graceMs), closes everything. */
@@ -187,7 +189,9 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
       },
     }),
   );
-  const openInference = new OpenInferenceRoutes({ hub, limits, model: () => scheduler.model ?? served, serverName: 'resnet-hub', serverVersion: productVersion(), localWorkers: config.workers !== 0, log });
+  const openInferenceOptions = { hub, limits, model: () => scheduler.model ?? served, serverName: 'resnet-hub', serverVersion: productVersion(), localWorkers: config.workers !== 0, log };
+  const openInference = new OpenInferenceRoutes(openInferenceOptions);
+  const grpc = new OpenInferenceGrpcFront({ ...openInferenceOptions, apiToken: config.apiToken });
   const http = new HttpFront(
     hub,
     { limits, status, metrics: () => metrics.exposition(), apiToken: config.apiToken, reloadModel: () => swaps.swapper.request('api'), openInference },
@@ -201,7 +205,8 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
 
   // Probes answer while the workers warm up: /readyz says 503 until they are.
   const httpPort = await http.listen(config.httpPort, config.httpHost);
-  log.info({ http: `http://${config.httpHost}:${httpPort}`, workers: config.workers }, 'warming up');
+  const grpcPort = await grpc.listen(config.grpcPort, config.httpHost);
+  log.info({ http: `http://${config.httpHost}:${httpPort}`, grpc: `${config.httpHost}:${grpcPort}`, workers: config.workers }, 'warming up');
   const rssBeforePool = process.memoryUsage.rss();
   await pools.current.start();
   footprintMiB = Math.max(0, process.memoryUsage.rss() - rssBeforePool) / MiB;
@@ -215,11 +220,13 @@ export async function startHub(config: Config, manifest: ModelManifest, log: Log
   // on SIGTERM) from the moment it accepts a request. A signal that fell in an await between
   // the two found no hub to drain and exited, dropping what had been accepted.
   hub.markReady();
-  logReady(log, config, manifest, { hub, zmqFront, pool: pools.current, zmqEndpoint, httpPort });
-  const parts = { config, hub, scheduler, preprocess, pools, volunteers, swaps, zmqFront, http, feed, events };
+  grpc.setServing(true);
+  logReady(log, config, manifest, { hub, zmqFront, pool: pools.current, zmqEndpoint, httpPort, grpcPort });
+  const parts = { config, hub, scheduler, preprocess, pools, volunteers, swaps, zmqFront, http, grpc, feed, events };
   return {
     zmqEndpoint,
     httpPort,
+    grpcPort,
     reloadModel: (trigger) => swaps.swapper.request(trigger),
     stop: (graceMs) => stopHub(parts, graceMs),
   };
@@ -230,7 +237,7 @@ function logReady(
   log: Logger,
   config: Config,
   manifest: ModelManifest,
-  running: { hub: Hub; zmqFront: ZmqFront; pool: LocalPool; zmqEndpoint: string; httpPort: number },
+  running: { hub: Hub; zmqFront: ZmqFront; pool: LocalPool; zmqEndpoint: string; httpPort: number; grpcPort: number },
 ): void {
   const { hub, zmqFront, pool } = running;
   const untrained = manifest.weights === 'untrained';
@@ -238,6 +245,7 @@ function logReady(
     hub_id: hub.identity.id,
     zmq: running.zmqEndpoint,
     http: `http://${config.httpHost}:${running.httpPort}`,
+    grpc: `${config.httpHost}:${running.grpcPort}`,
     engine: pool.engine,
     workers: pool.parallelism?.workers,
     threads_per_worker: pool.parallelism?.threadsPerWorker,

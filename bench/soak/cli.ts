@@ -60,6 +60,7 @@ const OWNED_HUB_FLAGS: Record<string, string> = {
   '--zmq': 'the soak binds the hub to loopback on free ports',
   '--http-port': 'the soak binds the hub to loopback on free ports',
   '--http-host': 'the soak binds the hub to loopback on free ports',
+  '--grpc-port': 'the soak binds the hub to loopback on free ports',
   '--curve-secret-key': 'the soak\'s clients do not speak CURVE',
 };
 

@@ -12,4 +12,6 @@ export const LOOPBACK_HUB_ARGV: readonly string[] = [
   '0',
   '--http-host',
   '127.0.0.1',
+  '--grpc-port',
+  '0',
 ];

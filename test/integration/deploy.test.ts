@@ -91,9 +91,11 @@ test('every HUB_* variable is one of the hub\'s flags, in the image and in every
 test('ports: the image, the container, the Services and the probes use the hub\'s', () => {
   const zmqPort = Number(portOf(valueOf(env, 'HUB_ZMQ')));
   const httpPort = Number(valueOf(env, 'HUB_HTTP_PORT'));
+  const grpcPort = Number(valueOf(env, 'HUB_GRPC_PORT'));
   assert.equal(containerPort('zmq'), zmqPort);
   assert.equal(containerPort('http'), httpPort);
-  assert.deepEqual([...dockerfile.exposed].sort(), [String(httpPort), String(zmqPort)].sort());
+  assert.equal(containerPort('grpc'), grpcPort);
+  assert.deepEqual([...dockerfile.exposed].sort(), [String(httpPort), String(zmqPort), String(grpcPort)].sort());
   assert.equal(valueOf(env, 'HUB_HTTP_HOST'), '0.0.0.0', 'reachable from outside the pod');
 
   const zmqService = findKind<IService>(manifests, 'Service', 'resnet-hub-zmq')[0];
@@ -103,6 +105,9 @@ test('ports: the image, the container, the Services and the probes use the hub\'
   const httpService = findKind<IService>(manifests, 'Service', 'resnet-hub-http')[0];
   assert.equal(httpService.spec!.sessionAffinity, 'ClientIP', 'a volunteer tab stays on the hub that served its page');
   assert.equal(containerPort(httpService.spec!.ports![0].targetPort), httpPort);
+  const grpcService = findKind<IService>(manifests, 'Service', 'resnet-hub-grpc')[0];
+  assert.equal(grpcService.spec!.clusterIP, 'None', 'headless: a gRPC client balances over every pod');
+  assert.equal(containerPort(grpcService.spec!.ports![0].targetPort), grpcPort);
 
   for (const probe of [hub.startupProbe, hub.readinessProbe, hub.livenessProbe]) assert.equal(containerPort(probe!.httpGet!.port), httpPort);
   const annotations = deployment.spec!.template.metadata!.annotations!;
@@ -162,7 +167,7 @@ describe('a real hub with the Deployment\'s environment', () => {
     // Paths and ports are the cluster's; here they move to the test model and free loopback ports (flags win over variables).
     running = await launchHub({
       env: { ...env, HUB_HUB_ID: podName },
-      args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--zmq', 'tcp://127.0.0.1:*', '--http-port', '0', '--http-host', '127.0.0.1'],
+      args: ['--model-dir', TINY_MODEL_DIR, '--workers', '1', '--zmq', 'tcp://127.0.0.1:*', '--http-port', '0', '--http-host', '127.0.0.1', '--grpc-port', '0'],
     });
   });
   after(() => running?.stop());

@@ -156,7 +156,7 @@ describe('inference', () => {
     const cases: Array<[string, unknown, RegExp]> = [
       ['FP32 input', { inputs: [{ name: 'image', datatype: 'FP32', shape: [1], data: [1] }], outputs: classification }, /BYTES/],
       ['unknown input', { inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [1], data: ['x'] }], outputs: classification }, /no input "pixels"/],
-      ['shape and data disagree', { inputs: [{ ...imageInput(images), shape: [3] }], outputs: classification }, /3 base64 strings/],
+      ['shape and data disagree', { inputs: [{ ...imageInput(images), shape: [3] }], outputs: classification }, /3 images/],
       ['not base64', { inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], data: ['%%%'] }], outputs: classification }, /image 0/],
       ['not an image', { inputs: [imageInput([Buffer.from('plain text, not a picture')])], outputs: classification }, /./],
       ['unknown output', { inputs: [imageInput(images)], outputs: [{ name: 'logits' }] }, /no output "logits"/],

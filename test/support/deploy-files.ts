@@ -1,7 +1,7 @@
 /**
- * Reads the deployment files (deploy/kubernetes/*.yaml and the Dockerfile) into plain data for
- * test/integration/deploy.test.ts, and validates each Kubernetes object against Kubernetes' own schemas
- * (kubernetes-models).
+ * Reads the deployment files (deploy/kubernetes/*.yaml, deploy/kserve/*.yaml and the Dockerfile)
+ * into plain data for the deployment tests, and validates each object against Kubernetes' own
+ * schemas (kubernetes-models), or KServe's as kserve-schema.ts writes them.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,14 +9,19 @@ import { parseAllDocuments } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { ConfigMap, Service } from 'kubernetes-models/v1';
+import { Job } from 'kubernetes-models/batch/v1';
+import type { IJob } from 'kubernetes-models/batch/v1';
+import { ConfigMap, PersistentVolumeClaim, Service } from 'kubernetes-models/v1';
 import type { IDeployment } from 'kubernetes-models/apps/v1';
 import type { IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import type { IPodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import type { IConfigMap, IService } from 'kubernetes-models/v1';
+import type { IConfigMap, IPersistentVolumeClaim, IService } from 'kubernetes-models/v1';
+import type { ZodType } from 'zod';
 import { REPO_ROOT } from '../../kit/paths.ts';
+import { InferenceServiceSchema, ServingRuntimeSchema } from './kserve-schema.ts';
 
 export const KUBERNETES_DIR = path.join(REPO_ROOT, 'deploy/kubernetes');
+export const KSERVE_DIR = path.join(REPO_ROOT, 'deploy/kserve');
 
 export interface Manifest {
   file: string;
@@ -30,14 +35,31 @@ const MODELS: Record<string, (data: never) => { validate(): void }> = {
   'v1/ConfigMap': (data: IConfigMap) => new ConfigMap(data),
   'autoscaling/v2/HorizontalPodAutoscaler': (data: IHorizontalPodAutoscaler) => new HorizontalPodAutoscaler(data),
   'policy/v1/PodDisruptionBudget': (data: IPodDisruptionBudget) => new PodDisruptionBudget(data),
+  'v1/PersistentVolumeClaim': (data: IPersistentVolumeClaim) => new PersistentVolumeClaim(data),
+  'batch/v1/Job': (data: IJob) => new Job(data),
+  'serving.kserve.io/v1alpha1/ServingRuntime': (data: unknown) => zodModel(ServingRuntimeSchema, data),
+  'serving.kserve.io/v1beta1/InferenceService': (data: unknown) => zodModel(InferenceServiceSchema, data),
 };
 
+/** A zod schema in the shape of a kubernetes-models object: validate() throws, naming the first field refused. */
+function zodModel(schema: ZodType, data: unknown): { validate(): void } {
+  return {
+    validate() {
+      const result = schema.safeParse(data);
+      if (!result.success) {
+        const issue = result.error.issues[0];
+        throw new Error(`${issue.path.join('.')}: ${issue.message}`);
+      }
+    },
+  };
+}
+
 /** Every object of every .yaml file but kustomization.yaml (not an API object). */
-export async function readManifests(): Promise<Manifest[]> {
-  const files = (await readdir(KUBERNETES_DIR)).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml').sort();
+export async function readManifests(dir = KUBERNETES_DIR): Promise<Manifest[]> {
+  const files = (await readdir(dir)).filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml').sort();
   const manifests: Manifest[] = [];
   for (const file of files) {
-    for (const document of parseAllDocuments(await readFile(path.join(KUBERNETES_DIR, file), 'utf8'))) {
+    for (const document of parseAllDocuments(await readFile(path.join(dir, file), 'utf8'))) {
       if (document.errors.length > 0) throw new Error(`${file}: ${document.errors.map((error) => error.message).join('; ')}`);
       const object = document.toJS() as Manifest['object'] | null;
       if (object) manifests.push({ file, object });

@@ -15,7 +15,7 @@ import {
   classificationEntry,
 } from '../../../shared/protocol/open-inference.ts';
 import type { InferenceRequest, InferenceResponse, Parameters, RequestInput, ResponseOutput } from '../../../shared/protocol/open-inference.ts';
-import { decodeBase64Image } from '../admission.ts';
+import { decodeBase64Image, maxJsonBytes } from '../admission.ts';
 import type { AdmissionLimits } from '../admission.ts';
 import { binarySections, decodeBytesElements, encodeBytesElements, encodeFp32 } from './binary-tensors.ts';
 
@@ -26,6 +26,14 @@ export interface AskedOutput {
   binary: boolean;
 }
 
+/**
+ * Largest inference request read, whichever transport: two single-image JSON requests' worth of
+ * bytes, so many small images or one large one, but never many large ones.
+ */
+export function maxInferenceBytes(limits: AdmissionLimits): number {
+  return 2 * maxJsonBytes(limits);
+}
+
 /** What was asked of the model: the images, and how each output comes back. */
 export interface ReadInference {
   id?: string;
@@ -33,6 +41,7 @@ export interface ReadInference {
   outputs: AskedOutput[];
 }
 
+/** A REST request body's JSON header and binary tail, read. */
 export function readInferenceRequest(json: Buffer, tail: Buffer, limits: AdmissionLimits): ReadInference {
   let value: unknown;
   try {
@@ -45,8 +54,14 @@ export function readInferenceRequest(json: Buffer, tail: Buffer, limits: Admissi
     const issue = parsed.error.issues[0];
     throw new ServiceError('invalid_request', `${issue.path.join('.') || 'the request'}: ${issue.message}`);
   }
-  const request = parsed.data;
-  const sections = binarySections(request.inputs, tail);
+  return readInference(parsed.data, binarySections(parsed.data.inputs, tail), limits);
+}
+
+/**
+ * A request as either transport delivers it: `sections[i]` holds input i's data when it came as
+ * bytes apart from the request (a REST binary section, a gRPC raw content), else its `data` does.
+ */
+export function readInference(request: InferenceRequest, sections: ReadonlyArray<Buffer | undefined>, limits: AdmissionLimits): ReadInference {
   const at = request.inputs.findIndex((input) => input.name === IMAGE_INPUT);
   const unknown = request.inputs.find((input) => input.name !== IMAGE_INPUT);
   if (unknown) throw new ServiceError('invalid_request', `model ${OPEN_INFERENCE_MODEL} has no input ${JSON.stringify(unknown.name)}; its input is ${IMAGE_INPUT} (BYTES, shape [N])`);
@@ -63,7 +78,7 @@ function readImages(input: RequestInput, section: Buffer | undefined, limits: Ad
     throw new ServiceError('invalid_request', `input ${IMAGE_INPUT} has shape [N], N from 1 to ${MAX_IMAGES_PER_REQUEST}; got ${JSON.stringify(input.shape)}`);
   }
   const count = input.shape[0];
-  const images = section ? decodeBytesElements(section, count, IMAGE_INPUT) : jsonImages(input.data, count, limits);
+  const images = section ? decodeBytesElements(section, count, IMAGE_INPUT) : elementImages(input.data, count, limits);
   for (const [i, image] of images.entries()) {
     if (image.length === 0) throw new ServiceError('invalid_request', `image ${i} is empty`);
     if (image.length > limits.maxImageBytes) throw new ServiceError('payload_too_large', `image ${i} is ${image.length} bytes; the limit is ${limits.maxImageBytes}`);
@@ -71,13 +86,17 @@ function readImages(input: RequestInput, section: Buffer | undefined, limits: Ad
   return images;
 }
 
-/** In JSON, each BYTES element is an encoded image file in base64 (as KServe's and MLServer's clients send them). */
-function jsonImages(data: unknown, count: number, limits: AdmissionLimits): Uint8Array[] {
-  const flat = Array.isArray(data) ? data.flat() : undefined;
-  if (!flat || flat.length !== count || !flat.every((element) => typeof element === 'string')) {
-    throw new ServiceError('invalid_request', `input ${IMAGE_INPUT}: data must be ${count} base64 strings (or a binary section)`);
+/**
+ * The elements of `data`: in JSON each is an encoded image file in base64 (as KServe's and
+ * MLServer's clients send them); in gRPC's typed contents, the file's bytes.
+ */
+function elementImages(data: unknown, count: number, limits: AdmissionLimits): Uint8Array[] {
+  const flat: unknown[] | undefined = Array.isArray(data) ? data.flat() : undefined;
+  if (!flat || flat.length !== count || !flat.every((element) => typeof element === 'string' || element instanceof Uint8Array)) {
+    throw new ServiceError('invalid_request', `input ${IMAGE_INPUT}: send ${count} images, as its shape says (base64 strings in JSON data, bytes in gRPC contents, or a binary section)`);
   }
   return flat.map((element, i) => {
+    if (element instanceof Uint8Array) return element;
     try {
       return decodeBase64Image(element as string, limits);
     } catch (error) {
@@ -117,31 +136,44 @@ export function wantsAllClasses(read: ReadInference): boolean {
   return read.outputs.some((output) => output.classification === undefined);
 }
 
-/**
- * The response to a request whose every image was answered; its binary sections in output
- * order. `allClasses[i]`: image i's 1000 probabilities, when an output asks for them.
- */
-export function inferenceResponse(read: ReadInference, replies: readonly ClassifyReply[], allClasses: ReadonlyArray<Float32Array | undefined>): { response: InferenceResponse; sections: Buffer[] } {
-  const sections: Buffer[] = [];
-  const outputs = read.outputs.map((output): ResponseOutput => {
+/** One output of an answered request, before either transport writes it. */
+export type OutputTensor =
+  | { name: string; datatype: 'FP32'; shape: number[]; binary: boolean; rows: Float32Array[] }
+  | { name: string; datatype: 'BYTES'; shape: number[]; binary: boolean; entries: string[] };
+
+/** An answered request: the weights that computed it, and each output asked for. */
+export interface AnsweredInference {
+  id?: string;
+  modelVersion: string;
+  outputs: OutputTensor[];
+}
+
+/** `allClasses[i]`: image i's probabilities of every class, when an output asks for them. */
+export function answeredInference(read: ReadInference, replies: readonly ClassifyReply[], allClasses: ReadonlyArray<Float32Array | undefined>): AnsweredInference {
+  const outputs = read.outputs.map((output): OutputTensor => {
     if (output.classification === undefined) {
       const rows = replies.map((_, i) => allClasses[i] ?? new Float32Array(NUM_CLASSES).fill(Number.NaN));
-      const shape = [replies.length, NUM_CLASSES];
-      if (!output.binary) return { name: output.name, datatype: 'FP32', shape, data: rows.flatMap((row) => Array.from(row)) };
-      const section = encodeFp32(rows);
-      sections.push(section);
-      return { name: output.name, datatype: 'FP32', shape, parameters: { binary_data_size: section.length } };
+      return { name: output.name, datatype: 'FP32', shape: [replies.length, NUM_CLASSES], binary: output.binary, rows };
     }
     const k = output.classification;
     const entries = replies.flatMap((reply) => reply.predictions.slice(0, k).map((prediction) => classificationEntry(prediction.probability, prediction.index, prediction.label)));
-    const shape = [replies.length, k];
-    if (!output.binary) return { name: output.name, datatype: 'BYTES', shape, data: entries };
-    const section = encodeBytesElements(entries);
-    sections.push(section);
-    return { name: output.name, datatype: 'BYTES', shape, parameters: { binary_data_size: section.length } };
+    return { name: output.name, datatype: 'BYTES', shape: [replies.length, k], binary: output.binary, entries };
   });
   // The weights that computed the answers; replies computed across a swap name the first.
-  const response: InferenceResponse = { model_name: OPEN_INFERENCE_MODEL, model_version: replies[0].model.sha256, outputs };
-  if (read.id !== undefined) response.id = read.id;
+  return { ...(read.id !== undefined ? { id: read.id } : {}), modelVersion: replies[0].model.sha256, outputs };
+}
+
+/** The REST response: JSON, with the outputs asked for in binary as sections after it, in output order. */
+export function inferenceResponse(answered: AnsweredInference): { response: InferenceResponse; sections: Buffer[] } {
+  const sections: Buffer[] = [];
+  const outputs = answered.outputs.map((output): ResponseOutput => {
+    const { name, datatype, shape } = output;
+    if (!output.binary) return { name, datatype, shape, data: output.datatype === 'FP32' ? output.rows.flatMap((row) => Array.from(row)) : output.entries };
+    const section = output.datatype === 'FP32' ? encodeFp32(output.rows) : encodeBytesElements(output.entries);
+    sections.push(section);
+    return { name, datatype, shape, parameters: { binary_data_size: section.length } };
+  });
+  const response: InferenceResponse = { model_name: OPEN_INFERENCE_MODEL, model_version: answered.modelVersion, outputs };
+  if (answered.id !== undefined) response.id = answered.id;
   return { response, sections };
 }

@@ -1,0 +1,67 @@
+/**
+ * One Open Inference request run through the hub, whichever transport brought it: taken whole
+ * or refused whole, one job per image, through the same admission, queue, scheduler and
+ * executors as every other request.
+ */
+import type { ClassifyReply, ErrorReply } from '../../../shared/protocol/classify.ts';
+import { isErrorReply } from '../../../shared/protocol/classify.ts';
+import { ServiceError } from '../../../shared/protocol/errors.ts';
+import { NUM_CLASSES } from '../../../shared/labels.ts';
+import { PROBABILITIES_OUTPUT } from '../../../shared/protocol/open-inference.ts';
+import type { Hub } from '../../hub/hub.ts';
+import type { AnsweredInference, ReadInference } from './infer-request.ts';
+import { answeredInference, wantsAllClasses } from './infer-request.ts';
+
+export interface RunContext {
+  /** When the request arrived (performance.now()): its deadline and timings count from here. */
+  receivedAt: number;
+  /** The caller's deadline for the whole request, from receivedAt; undefined: the hub's default. */
+  deadlineMs?: number;
+  /** Local workers run here (not --workers 0): only they compute every class's probability. */
+  localWorkers: boolean;
+}
+
+/**
+ * The answer to every image, or the first image's error (all of a request's images share one
+ * fate as far as the client is concerned). Throws a ServiceError for a request refused before
+ * any image is queued; the caller answers it through `hub.refusePaced`.
+ */
+export async function runInference(hub: Hub, read: ReadInference, context: RunContext): Promise<AnsweredInference | ErrorReply> {
+  // Taken whole or not at all: a request refused halfway would have spent the cores on images nobody gets.
+  if (read.images.length > hub.maxQueue) {
+    throw new ServiceError('invalid_request', `this hub queues at most ${hub.maxQueue} images (--max-queue); send at most that many in one request`);
+  }
+  const whole = hub.refusalNow(read.images.length);
+  if (whole) throw whole;
+  const all = wantsAllClasses(read);
+  if (all && !context.localWorkers) {
+    throw new ServiceError(
+      'invalid_request',
+      `this hub has no local workers (--workers 0), and only they compute all ${NUM_CLASSES} probabilities; ask for ${PROBABILITIES_OUTPUT} with the classification parameter (top k)`,
+    );
+  }
+  const top = Math.max(1, ...read.outputs.map((output) => output.classification ?? 1));
+  const allClasses: Array<Float32Array | undefined> = [];
+  const replies = await Promise.all(
+    read.images.map((image, i) =>
+      hub.classify(
+        {
+          image,
+          top,
+          requestId: read.id,
+          offload: true,
+          ...(context.deadlineMs !== undefined ? { deadlineMs: context.deadlineMs } : {}),
+          ...(all ? { onAllClasses: (probabilities: Float32Array) => void (allClasses[i] = probabilities) } : {}),
+        },
+        context.receivedAt,
+      ),
+    ),
+  );
+  const failed = replies.find(isErrorReply);
+  if (failed) return failed;
+  return answeredInference(read, replies as ClassifyReply[], allClasses);
+}
+
+export function isAnswered(outcome: AnsweredInference | ErrorReply): outcome is AnsweredInference {
+  return !('error' in outcome);
+}
