@@ -1,8 +1,10 @@
 /**
  * `npm run bench -- --compare-fronts`: every way into one hub side by side in one run (ZeroMQ,
  * HTTP, Open Inference REST and gRPC; front-drivers.ts), with the same images and the same
- * closed-loop clients. Each concurrency is measured in rounds, the fronts in a rotated order in
- * each, so a drift of the machine over the run falls on all of them alike. Reported against
+ * closed-loop clients. Each concurrency above 1 is measured in rounds, the fronts in a rotated
+ * order in each; at 1 client the fronts take turns request by request. Either way a drift of the
+ * machine over the run falls on all of them alike, which matters for differences of a
+ * millisecond in a p50 of tens. Reported against
  * ZeroMQ, the seed's protocol and the baseline: throughput as a ratio, latency as the p50's
  * difference in milliseconds. Exits non-zero when a request was lost or the hub did not exit 0;
  * the ratios' targets are reported, not enforced.
@@ -51,7 +53,8 @@ export interface FrontResult {
 
 export async function benchCompareFronts(options: BenchOptions, images: readonly Buffer[]): Promise<number> {
   const startedAt = new Date().toISOString();
-  const progress = createProgress(2 + ROUNDS * options.concurrency.length * FRONTS.length);
+  const busy = options.concurrency.filter((concurrency) => concurrency > 1);
+  const progress = createProgress(2 + ROUNDS * busy.length * FRONTS.length + (busy.length < options.concurrency.length ? 1 : 0));
   let hub: SpawnedHub | undefined;
   const releaseInterrupt = stopHubOnInterrupt(progress, () => hub, STOP_TIMEOUT_MS);
   const steps: FrontStep[] = [];
@@ -61,8 +64,17 @@ export async function benchCompareFronts(options: BenchOptions, images: readonly
     await prepareModel(options.engine, options.modelDir, options.precision, (text) => progress.detail(text));
     hub = await spawnHub({ args: options.hubArgs, timeoutMs: options.startupTimeoutS * 1000 });
     const at: FrontAddresses = { zmq: hub.zmq, http: String(hub.ready.http), grpc: String(hub.ready.grpc) };
+    if (busy.length < options.concurrency.length) {
+      progress.begin('C=1, the fronts taking turns');
+      const drivers = await Promise.all(FRONTS.map((front) => openFront(front, at, images, options.replyTimeoutS * 1000)));
+      try {
+        steps.push(...(await measureTakingTurns(drivers, images.length, { warmupS: options.warmupS, durationS: ROUNDS * FRONTS.length * options.durationS }, (phase) => progress.detail(phase))));
+      } finally {
+        await Promise.all(drivers.map((driver) => driver.close()));
+      }
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const concurrency of options.concurrency) {
+      for (const concurrency of busy) {
         for (let i = 0; i < FRONTS.length; i++) {
           const front = FRONTS[(i + round + concurrency) % FRONTS.length];
           progress.begin(`round ${round + 1} C=${concurrency} ${front}`);
@@ -132,6 +144,38 @@ async function measure(
   await Promise.all(Array.from({ length: concurrency }, (_, index) => lane(index)));
   clearTimeout(measuring);
   return step;
+}
+
+/**
+ * One caller whose requests go to each front in turn: request i to FRONTS[i % 4]. A front's
+ * throughput is then its results over the time it was busy (1 / its mean latency).
+ */
+async function measureTakingTurns(drivers: readonly FrontDriver[], imageCount: number, options: Pick<BenchOptions, 'warmupS' | 'durationS'>, onPhase: (phase: string) => void): Promise<FrontStep[]> {
+  const steps: FrontStep[] = FRONTS.map((front) => ({ front, concurrency: 1, seconds: 0, results: 0, errors: {}, lost: 0, latencyMs: [] }));
+  const windowStart = performance.now() + options.warmupS * 1000;
+  const windowEnd = windowStart + options.durationS * 1000;
+  onPhase('warm-up');
+  let measuring = false;
+  for (let seq = 0; ; seq++) {
+    const sentAt = performance.now();
+    if (sentAt >= windowEnd) break;
+    if (!measuring && sentAt >= windowStart) {
+      measuring = true;
+      onPhase('measuring');
+    }
+    const at = seq % FRONTS.length;
+    const outcome = await drivers[at].classify(Math.floor(seq / FRONTS.length) % imageCount, `turns-${seq}`);
+    const took = performance.now() - sentAt;
+    if (!measuring) continue;
+    const step = steps[at];
+    step.seconds += took / 1000;
+    if (outcome.ok) {
+      step.results++;
+      step.latencyMs.push(took);
+    } else if (outcome.code === 'lost') step.lost++;
+    else step.errors[outcome.code] = (step.errors[outcome.code] ?? 0) + 1;
+  }
+  return steps;
 }
 
 /** Rounds of one front and concurrency merged, then each set against ZeroMQ's at its concurrency. */
