@@ -32,11 +32,12 @@ export interface EngineOptions {
 export interface Engine {
   readonly name: EngineName;
   /**
-   * @param rgb `batch` images of 224×224×3 uint8 RGB, one after another
+   * @param rgb `batch` images of 224×224×3 uint8 RGB, one after another; or, as a Float32Array,
+   *   the model's input already made from them (shared/caffe.ts's toCaffeInput)
    * @param solo run with `soloThreads` (the other workers are idle)
    * @param reference compute in fp32 even if the engine serves int8 (verifying a volunteer)
    * @returns softmax probabilities, `batch` × 1000
    */
-  infer(rgb: Uint8Array, batch: number, solo?: boolean, reference?: boolean): Promise<Float32Array>;
+  infer(rgb: Uint8Array | Float32Array, batch: number, solo?: boolean, reference?: boolean): Promise<Float32Array>;
   dispose(): void;
 }

@@ -47,9 +47,12 @@ export async function createOnnxEngine(options: EngineOptions): Promise<Engine> 
     async infer(rgb, batch, solo = false, reference = false) {
       if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
       const n = batch * INPUT_VALUES_PER_IMAGE;
+      if (rgb instanceof Float32Array && rgb.length !== n) throw new RangeError(`expected ${n} floats for ${batch} image(s), got ${rgb.length}`);
       let input: Float32Array;
-      const reuse = !busy;
-      if (reuse) {
+      const reuse = !busy && !(rgb instanceof Float32Array);
+      if (rgb instanceof Float32Array) {
+        input = rgb;
+      } else if (reuse) {
         if (buffer.length < n) buffer = new Float32Array(n);
         input = buffer.subarray(0, n);
         busy = true;
@@ -57,7 +60,7 @@ export async function createOnnxEngine(options: EngineOptions): Promise<Engine> 
         input = new Float32Array(n);
       }
       try {
-        toCaffeInput(rgb, batch, input);
+        if (!(rgb instanceof Float32Array)) toCaffeInput(rgb, batch, input);
         const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', input, [batch, INPUT_SIZE, INPUT_SIZE, INPUT_CHANNELS]) };
         const results = await (reference ? await fp32Session() : solo ? soloSession : session).run(feeds);
         const output = results[ONNX_OUTPUT];

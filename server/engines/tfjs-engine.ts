@@ -14,7 +14,7 @@ export async function createTfjsEngine(name: 'tfjs-node' | 'wasm', options: Engi
   return {
     name,
     async infer(rgb, batch) {
-      const input = tf.tensor4d(toCaffeInput(rgb, batch), [batch, INPUT_SIZE, INPUT_SIZE, 3]);
+      const input = tf.tensor4d(rgb instanceof Float32Array ? rgb : toCaffeInput(rgb, batch), [batch, INPUT_SIZE, INPUT_SIZE, 3]);
       const output = model.predict(input) as Tensor;
       try {
         return (await output.data()) as Float32Array;

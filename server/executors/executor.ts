@@ -6,6 +6,13 @@
 import type { TopK } from '../../shared/labels.ts';
 import type { ExecutorInfo, ExecutorKind } from '../../shared/protocol/classify.ts';
 
+/**
+ * One image as an executor takes it: 224×224×3 uint8 RGB (what preprocessing makes), or the
+ * model's own input already made from it (float32 NHWC, BGR, ImageNet means subtracted:
+ * shared/caffe.ts), as a client may send it. Only executors that `takesTensors` get the latter.
+ */
+export type ModelInput = Uint8Array | Float32Array;
+
 export interface BatchResult {
   /** One top-k per image, in the order the images were given. */
   results: TopK[];
@@ -40,12 +47,14 @@ export interface Executor {
    * `reference[i]`: image i checks another executor's answer, so it must be computed at the
    * reference precision (fp32) even where this executor serves int8.
    */
-  run(images: readonly Uint8Array[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult>;
+  run(images: readonly ModelInput[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult>;
   /**
    * Whether it can answer every class's probability, not only the top k (`allClasses` of run):
    * local workers can; a volunteer tab sends its top k only.
    */
   readonly returnsAllClasses?: boolean;
+  /** Whether it takes images as the model's float input (ModelInput's Float32Array): local workers do; a tab takes RGB only. */
+  readonly takesTensors?: boolean;
   /** Called whenever `available` may have changed, so the scheduler can look again. */
   onAvailabilityChange(listener: () => void): void;
   /**

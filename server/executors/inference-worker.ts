@@ -38,16 +38,16 @@ async function warmUp(engine: Engine, solo: boolean): Promise<number> {
 }
 
 /** A batch whose verification images run at the reference precision, the rest as served. */
-async function inferWithReference(engine: Engine, request: InferRequest, images: Uint8Array): Promise<Float32Array> {
+async function inferWithReference(engine: Engine, request: InferRequest, images: Uint8Array | Float32Array): Promise<Float32Array> {
   const reference = request.reference;
   if (!reference?.some(Boolean)) return engine.infer(images, request.batch, request.solo);
   if (reference.every(Boolean)) return engine.infer(images, request.batch, request.solo, true);
   const out = new Float32Array(request.batch * NUM_CLASSES);
   for (const asReference of [true, false]) {
     const indices = reference.flatMap((r, i) => (r === asReference ? [i] : []));
-    const rgb = new Uint8Array(indices.length * IMAGE_BYTES);
-    indices.forEach((image, k) => rgb.set(images.subarray(image * IMAGE_BYTES, (image + 1) * IMAGE_BYTES), k * IMAGE_BYTES));
-    const probabilities = await engine.infer(rgb, indices.length, request.solo, asReference);
+    const part = images instanceof Float32Array ? new Float32Array(indices.length * IMAGE_BYTES) : new Uint8Array(indices.length * IMAGE_BYTES);
+    indices.forEach((image, k) => part.set(images.subarray(image * IMAGE_BYTES, (image + 1) * IMAGE_BYTES), k * IMAGE_BYTES));
+    const probabilities = await engine.infer(part, indices.length, request.solo, asReference);
     indices.forEach((image, k) => out.set(probabilities.subarray(k * NUM_CLASSES, (k + 1) * NUM_CLASSES), image * NUM_CLASSES));
   }
   return out;
@@ -55,9 +55,9 @@ async function inferWithReference(engine: Engine, request: InferRequest, images:
 
 async function runBatch(engine: Engine, request: InferRequest): Promise<void> {
   try {
-    const images = request.rgb ?? new Uint8Array(data.batchBuffer, 0, Math.min(request.batch * IMAGE_BYTES, data.batchBuffer.byteLength));
+    const images = request.tensors ?? request.rgb ?? new Uint8Array(data.batchBuffer, 0, Math.min(request.batch * IMAGE_BYTES, data.batchBuffer.byteLength));
     if (images.length !== request.batch * IMAGE_BYTES) {
-      throw new Error(`batch of ${request.batch} needs ${request.batch * IMAGE_BYTES} bytes, got ${images.length}`);
+      throw new Error(`batch of ${request.batch} needs ${request.batch * IMAGE_BYTES} values, got ${images.length}`);
     }
     const started = performance.now();
     const probabilities = await inferWithReference(engine, request, images);

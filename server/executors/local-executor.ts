@@ -2,12 +2,12 @@
  * An executor backed by one inference worker thread on this machine.
  */
 import type { Worker } from 'node:worker_threads';
-import { INPUT_VALUES_PER_IMAGE } from '../../shared/caffe.ts';
+import { INPUT_VALUES_PER_IMAGE, toCaffeInput } from '../../shared/caffe.ts';
 import { NUM_CLASSES } from '../../shared/labels.ts';
 import type { TopK } from '../../shared/labels.ts';
 import type { EngineName } from '../engines/engine.ts';
 import type { Precision } from '../../shared/protocol/classify.ts';
-import type { BatchResult, Executor } from './executor.ts';
+import type { BatchResult, Executor, ModelInput } from './executor.ts';
 import { ServiceTimeEstimate } from './service-time.ts';
 import type { InferenceWorkerData, InferRequest, WorkerToMain } from './worker-protocol.ts';
 import { spawnWorker } from '../../lib/spawn-worker.ts';
@@ -160,20 +160,26 @@ export class LocalExecutor implements Executor {
   }
 
   readonly returnsAllClasses = true;
+  readonly takesTensors = true;
 
-  run(images: readonly Uint8Array[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
+  run(images: readonly ModelInput[], reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
     if (this.state !== 'ready') return Promise.reject(new Error(`worker ${this.id} is ${this.state}`));
+    // A batch with an image sent as the model's input goes as the model's input whole (4 bytes a value).
+    const tensors = images.some((image) => image instanceof Float32Array) ? modelInputOf(images) : undefined;
     // The shared buffer is free while no batch is pending; a second one would overwrite it.
-    const shared = this.pending.size === 0 && images.length <= this.maxBatch;
-    const own = shared ? undefined : new Uint8Array(images.length * IMAGE_BYTES);
-    const rgb = own ?? new Uint8Array(this.batchBuffer, 0, images.length * IMAGE_BYTES);
-    images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
+    const shared = !tensors && this.pending.size === 0 && images.length <= this.maxBatch;
+    const own = tensors || shared ? undefined : new Uint8Array(images.length * IMAGE_BYTES);
+    if (!tensors) {
+      const rgb = own ?? new Uint8Array(this.batchBuffer, 0, images.length * IMAGE_BYTES);
+      images.forEach((image, i) => rgb.set(image, i * IMAGE_BYTES));
+    }
     const batchId = this.nextBatchId++;
     const solo = this.runsSoloNow();
     const request: InferRequest = {
       type: 'infer',
       batchId,
       ...(own ? { rgb: own } : {}),
+      ...(tensors ? { tensors } : {}),
       batch: images.length,
       solo,
       ...(reference?.some(Boolean) ? { reference: [...reference] } : {}),
@@ -181,7 +187,7 @@ export class LocalExecutor implements Executor {
     };
     return new Promise((resolve, reject) => {
       this.pending.set(batchId, { batch: images.length, solo, allClasses, resolve, reject });
-      this.worker.postMessage(request, own ? [own.buffer] : []);
+      this.worker.postMessage(request, own ? [own.buffer] : tensors ? [tensors.buffer] : []);
     });
   }
 
@@ -228,4 +234,15 @@ export class LocalExecutor implements Executor {
     this.state = state;
     for (const listener of this.listeners) listener();
   }
+}
+
+/** A batch as the model's float input: RGB images made into it, images already in that form copied. */
+function modelInputOf(images: readonly ModelInput[]): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(images.length * IMAGE_BYTES);
+  images.forEach((image, i) => {
+    const at = out.subarray(i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES);
+    if (image instanceof Float32Array) at.set(image);
+    else toCaffeInput(image, 1, at);
+  });
+  return out;
 }

@@ -29,6 +29,8 @@ export interface InferRequest {
   batchId: number;
   /** `batch` images of 224×224×3 RGB, one after another; absent when they are in the batch buffer. */
   rgb?: Uint8Array;
+  /** The batch as the model's float input instead (some image came that way): `batch` × 150528 floats. */
+  tensors?: Float32Array;
   batch: number;
   /** Every other worker is idle: use the engine's solo threads. */
   solo: boolean;

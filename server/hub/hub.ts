@@ -9,7 +9,8 @@ import { ServiceError } from '../../shared/protocol/errors.ts';
 import type { ErrorCode } from '../../shared/protocol/errors.ts';
 import type { AdmittedRequest } from './admitted-request.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { Preprocessed, PreprocessPool } from '../preprocess/preprocess-pool.ts';
+import type { PreprocessPool } from '../preprocess/preprocess-pool.ts';
+import type { ModelInput } from '../executors/executor.ts';
 import { Job } from '../scheduler/job.ts';
 import type { Scheduler } from '../scheduler/scheduler.ts';
 import { EventEmitter } from 'node:events';
@@ -169,19 +170,26 @@ export class Hub extends EventEmitter<HubEvents> {
     const id = `r${++nextRequestNumber}`;
     const deadlineMs = request.deadlineMs ?? this.limits.defaultDeadlineMs;
     const deadlineAt = deadlineMs === undefined ? undefined : receivedAt + deadlineMs;
+    if (request.tensor) return this.runPreprocessed(request, receivedAt, id, deadlineAt, { input: request.tensor, ms: 0 });
     const image = await this.preprocessCounted(request.image);
     try {
-      return await this.runPreprocessed(request, receivedAt, id, deadlineAt, image);
+      return await this.runPreprocessed(request, receivedAt, id, deadlineAt, { input: image.rgb, ms: image.ms });
     } finally {
       image.release();
     }
   }
 
-  private async runPreprocessed(request: AdmittedRequest, receivedAt: number, id: string, deadlineAt: number | undefined, image: Preprocessed): Promise<Reply> {
+  private async runPreprocessed(
+    request: AdmittedRequest,
+    receivedAt: number,
+    id: string,
+    deadlineAt: number | undefined,
+    image: { input: ModelInput; ms: number },
+  ): Promise<Reply> {
     if (deadlineAt !== undefined && performance.now() >= deadlineAt) {
       return this.refuse(new ServiceError('timeout', 'the request passed its deadline before it was queued'), { id, requestId: request.requestId });
     }
-    const job = new Job({ id, requestId: request.requestId, image: image.rgb, offload: request.offload, deadlineAt, allClasses: request.onAllClasses !== undefined });
+    const job = new Job({ id, requestId: request.requestId, image: image.input, offload: request.offload, deadlineAt, allClasses: request.onAllClasses !== undefined });
     this.scheduler.submit(job);
     const outcome = await job.outcome();
     if (!outcome.ok) return this.refuse(outcome.error, { id, requestId: request.requestId });

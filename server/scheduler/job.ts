@@ -5,6 +5,7 @@
 import type { TopK } from '../../shared/labels.ts';
 import type { ExecutorInfo, ModelInfo } from '../../shared/protocol/classify.ts';
 import { ServiceError } from '../../shared/protocol/errors.ts';
+import type { ModelInput } from '../executors/executor.ts';
 
 export interface JobSuccess {
   ok: true;
@@ -30,8 +31,8 @@ export interface JobOptions {
   id: string;
   /** The client's own id for the request, if it gave one (not unique: clients choose it). */
   requestId?: string;
-  /** Preprocessed 224×224×3 RGB image. */
-  image: Uint8Array;
+  /** Preprocessed 224×224×3 RGB image, or the model's float input as a client sent it (local workers only). */
+  image: ModelInput;
   /** May this job run outside the hub (on a volunteer)? */
   offload: boolean;
   /** Absolute time (performance.now()) after which the answer is useless. */
@@ -51,7 +52,7 @@ let nextJobNumber = 0;
 export class Job {
   readonly id: string;
   readonly requestId: string | undefined;
-  readonly image: Uint8Array;
+  readonly image: ModelInput;
   readonly offload: boolean;
   readonly deadlineAt: number | undefined;
   readonly purpose: 'request' | 'verification';

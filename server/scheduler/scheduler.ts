@@ -208,6 +208,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (!executor.available || this.retiring.has(executor) || job.runningOn.has(executor)) return false;
     if (job.model && job.model.sha256 !== executor.modelSha256) return false;
     if (job.allClasses && !executor.returnsAllClasses) return false;
+    if (job.image instanceof Float32Array && !executor.takesTensors) return false;
     if (executor.kind === 'local') return true;
     return job.offload && this.offload !== 'off' && !(job.volunteerFailures >= VOLUNTEER_TRIES && this.hasLocalExecutor());
   }

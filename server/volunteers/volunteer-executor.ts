@@ -8,7 +8,7 @@ import { INPUT_SIZE } from '../../shared/caffe.ts';
 import type { TopK } from '../../shared/labels.ts';
 import { encodeJobFrame } from '../../shared/protocol/volunteer.ts';
 import type { AdapterInfo, HubMessage, PauseReason, VolunteerBackend, VolunteerMessage } from '../../shared/protocol/volunteer.ts';
-import type { BatchResult, Executor } from '../executors/executor.ts';
+import type { BatchResult, Executor, ModelInput } from '../executors/executor.ts';
 import { ServiceTimeEstimate } from '../executors/service-time.ts';
 import { DEFAULT_FAILURE_REST_MS, DEFAULT_JOB_TIMEOUT, DEFAULT_MAX_CONSECUTIVE_FAILURES, NEWCOMER_FLOOR_MS, PROBATION_JOBS, jobTimeoutMs, restMs } from './standing-policy.ts';
 import type { JobTimeout } from './standing-policy.ts';
@@ -197,15 +197,17 @@ export class VolunteerExecutor implements Executor {
     this.lastSeenAt = at;
   }
 
-  run(images: readonly Uint8Array[]): Promise<BatchResult> {
+  run(images: readonly ModelInput[]): Promise<BatchResult> {
     if (this.state !== 'ready') return Promise.reject(new Error(`volunteer ${this.id} is ${this.state}`));
+    // A tab takes RGB images only (it does not declare takesTensors); the scheduler never sends it others.
+    if (images.some((image) => image instanceof Float32Array)) return Promise.reject(new TypeError(`volunteer ${this.id} takes RGB images only`));
     if (images.length < 1 || images.length > this.maxBatch) {
       return Promise.reject(new RangeError(`volunteer ${this.id} takes 1 to ${this.maxBatch} images, got ${images.length}`));
     }
     const jobId = this.nextJobId();
     let frame: Uint8Array;
     try {
-      frame = encodeJobFrame(jobId, images, INPUT_SIZE, INPUT_SIZE);
+      frame = encodeJobFrame(jobId, images as readonly Uint8Array[], INPUT_SIZE, INPUT_SIZE);
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }

@@ -5,7 +5,9 @@
  * classification extensions.
  *
  * The model `resnet50` takes `image`, a BYTES tensor of shape [N] whose elements are encoded image
- * files (JPEG, PNG, …; base64 strings in JSON, raw bytes in a binary section), and answers
+ * files (JPEG, PNG, …; base64 strings in JSON, raw bytes in a binary section), or instead `input`,
+ * an FP32 tensor [N, 224, 224, 3] of images already made into what the ONNX model takes (NHWC,
+ * BGR, ImageNet means subtracted, no scaling: Keras' "caffe" preprocessing), and answers
  * `probabilities`, one row of 1000 per image. Asked with the classification extension
  * (`"parameters": {"classification": k}`), that output comes back as BYTES of shape [N, k]:
  * `"<probability>:<index>:<label>"`, the k most probable classes of each image, most probable first.
@@ -14,6 +16,8 @@ import { z } from 'zod';
 
 export const OPEN_INFERENCE_MODEL = 'resnet50';
 export const IMAGE_INPUT = 'image';
+/** The ONNX model's own input name. */
+export const TENSOR_INPUT = 'input';
 export const PROBABILITIES_OUTPUT = 'probabilities';
 /** Triton's names for the two extensions, as server metadata lists them. */
 export const OPEN_INFERENCE_EXTENSIONS = ['binary_tensor_data', 'classification'] as const;

@@ -14,7 +14,9 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
-import { OpenInferenceGrpcClient, lengthPrefixed } from '../../client/open-inference-grpc-client.ts';
+import { OpenInferenceGrpcClient, bytesElements, lengthPrefixed, parseEntry } from '../../client/open-inference-grpc-client.ts';
+import { preprocessImage } from '../../server/preprocess/preprocess-image.ts';
+import { toCaffeInput } from '../../shared/caffe.ts';
 import { grpcHealthStatus } from '../../kit/grpc-health.ts';
 import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
@@ -22,7 +24,7 @@ import { REPO_ROOT } from '../../kit/paths.ts';
 import { dealerRequest, expectSuccess, payloadOf, photo } from '../../kit/zmq-clients.ts';
 import type { ClassifyReply } from '../../shared/protocol/classify.ts';
 import { OPEN_INFERENCE_PROTO } from '../../shared/protocol/open-inference-grpc.ts';
-import type { ModelInferRequest } from '../../shared/protocol/open-inference-grpc.ts';
+import type { ModelInferRequest, ModelInferResponse } from '../../shared/protocol/open-inference-grpc.ts';
 
 const TOKEN = 'grpc-sesame';
 const MAX_QUEUE = 16;
@@ -81,7 +83,10 @@ describe('health and metadata', () => {
       name: 'resnet50',
       versions: [sha256],
       platform: 'onnx_onnxv1',
-      inputs: [{ name: 'image', datatype: 'BYTES', shape: [-1] }],
+      inputs: [
+        { name: 'image', datatype: 'BYTES', shape: [-1] },
+        { name: 'input', datatype: 'FP32', shape: [-1, 224, 224, 3] },
+      ],
       outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 1000] }],
     });
     assert.equal(await client.modelReady('resnet50', sha256.slice(0, 12)), true, 'a version by its first 12 hex digits');
@@ -118,6 +123,26 @@ describe('inference gives the ZeroMQ front’s answers', () => {
       });
     });
   }
+
+  test('FP32 input, raw and typed: the images as the model takes them give ZeroMQ’s answers for their files', async () => {
+    const tensors = await Promise.all(images.map(async (image) => toCaffeInput((await preprocessImage(image, { maxPixels: 40_000_000 })).rgb, 1)));
+    const input = { name: 'input', datatype: 'FP32', shape: [images.length, 224, 224, 3] };
+    const classification = [{ name: 'probabilities', parameters: { classification: { int64_param: 3 } } }];
+    const raw = Buffer.concat(tensors.map((tensor) => Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength)));
+    for (const message of [
+      { model_name: 'resnet50', inputs: [input], outputs: classification, raw_input_contents: [raw] },
+      { model_name: 'resnet50', inputs: [{ ...input, contents: { fp32_contents: tensors.flatMap((tensor) => Array.from(tensor)) } }], outputs: classification },
+    ]) {
+      const answer = await client.call<ModelInferResponse>('ModelInfer', message);
+      const entries = bytesElements(answer, 0).map(parseEntry);
+      zmqAnswers.forEach((expected, i) =>
+        expected.predictions.forEach((p, k) => {
+          assert.equal(entries[3 * i + k].index, p.index, `image ${i} class ${k}`);
+          assert.ok(Math.abs(entries[3 * i + k].probability - p.probability) < 1e-4);
+        }),
+      );
+    }
+  });
 
   test('raw answers for raw requests, typed for typed', async () => {
     const rawAnswer = await client.call<{ raw_output_contents: Buffer[]; outputs: Array<{ contents: unknown; shape: number[] }> }>('ModelInfer', { model_name: 'resnet50', ...rawImages(images) });

@@ -9,6 +9,8 @@ import type { ClassifyReply } from '../../shared/protocol/classify.ts';
 import { launchHub } from '../../kit/hub-process.ts';
 import type { HubProcess } from '../../kit/hub-process.ts';
 import { photo } from '../../kit/zmq-clients.ts';
+import { preprocessImage } from '../../server/preprocess/preprocess-image.ts';
+import { toCaffeInput } from '../../shared/caffe.ts';
 
 const images = [photo('chelsea'), photo('coffee')];
 const MODEL = '/v2/models/resnet50';
@@ -31,6 +33,11 @@ async function classify(image: Buffer): Promise<ClassifyReply> {
 async function infer(body: unknown, path = `${MODEL}/infer`): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(`${hub.http}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+/** An image as the model's own input: the hub's preprocessing (same code, same pixels), then caffe. */
+async function modelInputOf(image: Buffer): Promise<Float32Array> {
+  return toCaffeInput((await preprocessImage(image, { maxPixels: 40_000_000 })).rgb, 1);
 }
 
 function imageInput(list: Buffer[]) {
@@ -65,7 +72,10 @@ describe('health and metadata', () => {
       name: 'resnet50',
       versions: [sha256],
       platform: 'onnx_onnxv1',
-      inputs: [{ name: 'image', datatype: 'BYTES', shape: [-1] }],
+      inputs: [
+        { name: 'image', datatype: 'BYTES', shape: [-1] },
+        { name: 'input', datatype: 'FP32', shape: [-1, 224, 224, 3] },
+      ],
       outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 1000] }],
     });
     assert.deepEqual(await (await fetch(`${hub.http}${MODEL}/versions/${sha256}/ready`)).json(), { name: 'resnet50', ready: true });
@@ -151,6 +161,34 @@ describe('inference', () => {
     floats.forEach((value, i) => assert.ok(Math.abs(value - output.data[i]) < 1e-6, `value ${i}`));
   });
 
+  test('FP32 input: the images as the model takes them (the hub’s own pixels, caffe-made) give the answers of their files, in JSON and binary', async () => {
+    const tensors = await Promise.all(images.map(modelInputOf));
+    const expected = await Promise.all(images.map(classify));
+    const asJson = await infer({
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 224, 224, 3], data: tensors.flatMap((tensor) => Array.from(tensor)) }],
+      outputs: [{ name: 'probabilities', parameters: { classification: 3 } }],
+    });
+    assert.equal(asJson.status, 200, JSON.stringify(asJson.json).slice(0, 300));
+    assert.deepEqual(entries((asJson.json.outputs as Array<{ data: unknown }>)[0].data), await expectedEntries(images));
+    const section = Buffer.concat(tensors.map((tensor) => Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength)));
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 224, 224, 3], parameters: { binary_data_size: section.length } }] }));
+    const response = await fetch(`${hub.http}${MODEL}/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: new Uint8Array(Buffer.concat([header, section])) });
+    assert.equal(response.status, 200);
+    const { outputs } = (await response.json()) as { outputs: Array<{ data: number[] }> };
+    expected.forEach((reply, i) => {
+      for (const p of reply.predictions) assert.ok(Math.abs(outputs[0].data[i * 1000 + p.index] - p.probability) < 1e-4, `image ${i} class ${p.index}`);
+    });
+    for (const [body, pattern] of [
+      [{ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 224, 224], data: [] }] }, /shape \[N, 224, 224, 3\]/],
+      [{ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 224, 224, 3], data: [1, 2, 3] }] }, /150528 numbers/],
+      [{ inputs: [{ name: 'input', datatype: 'UINT8', shape: [1, 224, 224, 3], data: [] }] }, /FP32/],
+    ] as const) {
+      const refused = await infer(body);
+      assert.equal(refused.status, 400);
+      assert.match(String(refused.json.error), pattern);
+    }
+  });
+
   test('bad requests get 400 and a message saying what is wrong; the hub keeps serving', async () => {
     const classification = [{ name: 'probabilities', parameters: { classification: 3 } }];
     const cases: Array<[string, unknown, RegExp]> = [
@@ -204,12 +242,18 @@ test('with --api-token the model routes need it (401 {"error"} without); the hea
   }
 });
 
-test('a hub without local workers (--workers 0) refuses the FP32 output at once, saying to ask for classification', async () => {
+test('a hub without local workers (--workers 0) refuses the FP32 output and the FP32 input at once, saying what to send instead', async () => {
   const coordinator = await launchHub({ args: ['--workers', '0'] });
   try {
     const response = await fetch(`${coordinator.http}${MODEL}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [imageInput(images)] }) });
     assert.equal(response.status, 400);
     assert.match(((await response.json()) as { error: string }).error, /no local workers.*classification/);
+    const tensor = await fetch(`${coordinator.http}${MODEL}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 224, 224, 3], data: Array.from(await modelInputOf(images[0])) }], outputs: [{ name: 'probabilities', parameters: { classification: 3 } }] }),
+    });
+    assert.equal(tensor.status, 400, 'nor the FP32 input, which only local workers take');
+    assert.match(((await tensor.json()) as { error: string }).error, /no local workers.*send the image files/);
   } finally {
     await coordinator.stop();
   }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { BatchResult, Executor } from '../../server/executors/executor.ts';
+import type { BatchResult, ModelInput, Executor } from '../../server/executors/executor.ts';
 import { Job } from '../../server/scheduler/job.ts';
 import type { JobOutcome } from '../../server/scheduler/job.ts';
 import { Scheduler } from '../../server/scheduler/scheduler.ts';
@@ -42,7 +42,10 @@ class TimedExecutor implements Executor {
   get returnsAllClasses(): boolean {
     return this.kind === 'local';
   }
-  async run(images: readonly Uint8Array[], _reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
+  get takesTensors(): boolean {
+    return this.kind === 'local';
+  }
+  async run(images: readonly ModelInput[], _reference?: readonly boolean[], allClasses?: readonly boolean[]): Promise<BatchResult> {
     this.batches.push(images.map((image) => image[0]));
     await new Promise((resolve) => setTimeout(resolve, this.actualMs ?? this.perImageMs * images.length));
     if (this.failNext > 0) {
@@ -320,4 +323,20 @@ test('a job that wants every class’s probability runs only where they are comp
   assert.deepEqual(all.ok ? Array.from(all.allClasses ?? []) : [], [7]);
   assert.equal(servedBy(other), 'tab');
   assert.equal(other.ok ? other.allClasses : 'failed', undefined, 'a job that did not ask gets none');
+});
+
+test('an image sent as the model’s float input runs only where such input is taken (a local worker)', async () => {
+  const scheduler = new Scheduler({ offload: 'prefer' });
+  const fastTab = volunteer('tab', 1);
+  const local = new TimedExecutor('local', 20);
+  scheduler.addExecutor(fastTab);
+  scheduler.addExecutor(local);
+  const tensor = new Job({ id: 'tensor', image: Float32Array.of(5), offload: true });
+  const plain = job(6);
+  scheduler.submit(tensor);
+  scheduler.submit(plain);
+  const [fromTensor, fromFile] = await Promise.all([tensor.outcome(), plain.outcome()]);
+  assert.equal(servedBy(fromTensor), 'local', 'never the tab, fast and free as it is');
+  assert.equal(topClass(fromTensor), 5);
+  assert.equal(servedBy(fromFile), 'tab');
 });

@@ -231,13 +231,20 @@ function asInferenceRequest(message: ModelInferRequest): { request: InferenceReq
       shape: input.shape,
       datatype: input.datatype,
       ...(input.parameters ? { parameters: flattenParameters(input.parameters) } : {}),
-      ...(raw.length === 0 ? { data: input.contents?.bytes_contents ?? [] } : {}),
+      ...(raw.length === 0 ? { data: typedData(input) } : {}),
     })),
     outputs: (message.outputs ?? []).map((output) => ({ name: output.name, parameters: flattenParameters(output.parameters) })),
   };
   const parameters = flattenParameters(message.parameters);
   if (parameters) request.parameters = parameters;
   return { request, sections: raw.map((content) => Buffer.from(content.buffer, content.byteOffset, content.byteLength)) };
+}
+
+/** A typed input's elements, from the contents field of its datatype. */
+function typedData(input: ModelInferRequest['inputs'][number]): unknown[] {
+  const contents = input.contents;
+  if (!contents) return [];
+  return input.datatype === 'FP32' ? (contents.fp32_contents ?? []) : (contents.bytes_contents ?? []);
 }
 
 function hasContents(contents: ModelInferRequest['inputs'][number]['contents']): boolean {

@@ -3,6 +3,7 @@
  * element of the `image` tensor), and the hub's replies written back as the response's outputs.
  * Everything a client can get wrong is a ServiceError saying what, so it is answered 400.
  */
+import { INPUT_CHANNELS, INPUT_SIZE, INPUT_VALUES_PER_IMAGE } from '../../../shared/caffe.ts';
 import { MAX_TOP, NUM_CLASSES } from '../../../shared/labels.ts';
 import type { ClassifyReply } from '../../../shared/protocol/classify.ts';
 import { ServiceError } from '../../../shared/protocol/errors.ts';
@@ -12,6 +13,7 @@ import {
   MAX_IMAGES_PER_REQUEST,
   OPEN_INFERENCE_MODEL,
   PROBABILITIES_OUTPUT,
+  TENSOR_INPUT,
   classificationEntry,
 } from '../../../shared/protocol/open-inference.ts';
 import type { InferenceRequest, InferenceResponse, Parameters, RequestInput, ResponseOutput } from '../../../shared/protocol/open-inference.ts';
@@ -34,11 +36,19 @@ export function maxInferenceBytes(limits: AdmissionLimits): number {
   return 2 * maxJsonBytes(limits);
 }
 
-/** What was asked of the model: the images, and how each output comes back. */
+/** What was asked of the model: the images (encoded files, or the model's float input), and how each output comes back. */
 export interface ReadInference {
   id?: string;
+  /** Encoded image files (the `image` input); empty when the request sent `tensors`. */
   images: Uint8Array[];
+  /** Images as the model's float input (the `input` input), 150528 values each. */
+  tensors: Float32Array[];
   outputs: AskedOutput[];
+}
+
+/** How many images a request holds, whichever input carries them. */
+export function imageCount(read: ReadInference): number {
+  return read.images.length + read.tensors.length;
 }
 
 /** A REST request body's JSON header and binary tail, read. */
@@ -62,12 +72,49 @@ export function readInferenceRequest(json: Buffer, tail: Buffer, limits: Admissi
  * bytes apart from the request (a REST binary section, a gRPC raw content), else its `data` does.
  */
 export function readInference(request: InferenceRequest, sections: ReadonlyArray<Buffer | undefined>, limits: AdmissionLimits): ReadInference {
-  const at = request.inputs.findIndex((input) => input.name === IMAGE_INPUT);
-  const unknown = request.inputs.find((input) => input.name !== IMAGE_INPUT);
-  if (unknown) throw new ServiceError('invalid_request', `model ${OPEN_INFERENCE_MODEL} has no input ${JSON.stringify(unknown.name)}; its input is ${IMAGE_INPUT} (BYTES, shape [N])`);
-  if (at === -1 || request.inputs.length !== 1) throw new ServiceError('invalid_request', `send exactly one input, ${IMAGE_INPUT} (BYTES, shape [N])`);
-  const images = readImages(request.inputs[at], sections[at], limits);
-  return { id: request.id, images, outputs: readOutputs(request) };
+  const unknown = request.inputs.find((input) => input.name !== IMAGE_INPUT && input.name !== TENSOR_INPUT);
+  if (unknown) throw new ServiceError('invalid_request', `model ${OPEN_INFERENCE_MODEL} has no input ${JSON.stringify(unknown.name)}; ${INPUTS}`);
+  if (request.inputs.length !== 1) throw new ServiceError('invalid_request', `send exactly one input: ${INPUTS}`);
+  const [input] = request.inputs;
+  const outputs = readOutputs(request);
+  if (input.name === TENSOR_INPUT) return { id: request.id, images: [], tensors: readTensors(input, sections[0]), outputs };
+  return { id: request.id, images: readImages(input, sections[0], limits), tensors: [], outputs };
+}
+
+const INPUTS = `its inputs are ${IMAGE_INPUT} (BYTES, shape [N], encoded image files) or ${TENSOR_INPUT} (FP32, shape [N, ${INPUT_SIZE}, ${INPUT_SIZE}, ${INPUT_CHANNELS}], the model's own input)`;
+
+/** The FP32 input: N images as the ONNX model takes them, every value finite. */
+function readTensors(input: RequestInput, section: Buffer | undefined): Float32Array[] {
+  if (input.datatype !== 'FP32') throw new ServiceError('invalid_request', `input ${TENSOR_INPUT} is FP32, not ${input.datatype}`);
+  const [count, ...image] = input.shape;
+  if (input.shape.length !== 4 || image.join() !== `${INPUT_SIZE},${INPUT_SIZE},${INPUT_CHANNELS}` || count < 1 || count > MAX_IMAGES_PER_REQUEST) {
+    throw new ServiceError(
+      'invalid_request',
+      `input ${TENSOR_INPUT} has shape [N, ${INPUT_SIZE}, ${INPUT_SIZE}, ${INPUT_CHANNELS}], N from 1 to ${MAX_IMAGES_PER_REQUEST}; got ${JSON.stringify(input.shape)}`,
+    );
+  }
+  const expected = count * INPUT_VALUES_PER_IMAGE;
+  const values = section ? decodeFp32(section, expected) : jsonFloats(input.data, expected);
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) throw new ServiceError('invalid_request', `input ${TENSOR_INPUT}: value ${i} is not a finite number`);
+  }
+  return Array.from({ length: count }, (_, i) => values.subarray(i * INPUT_VALUES_PER_IMAGE, (i + 1) * INPUT_VALUES_PER_IMAGE));
+}
+
+function decodeFp32(section: Buffer, expected: number): Float32Array {
+  if (section.length !== expected * 4) throw new ServiceError('invalid_request', `input ${TENSOR_INPUT}: ${section.length} bytes of FP32 data for ${expected} values`);
+  const values = new Float32Array(expected);
+  for (let i = 0; i < expected; i++) values[i] = section.readFloatLE(4 * i);
+  return values;
+}
+
+/** JSON data (flat or nested, as the specification allows) or gRPC's fp32_contents. */
+function jsonFloats(data: unknown, expected: number): Float32Array {
+  const flat: unknown[] | undefined = Array.isArray(data) ? data.flat(4) : undefined;
+  if (!flat || flat.length !== expected || !flat.every((value) => typeof value === 'number')) {
+    throw new ServiceError('invalid_request', `input ${TENSOR_INPUT}: send ${expected} numbers, as its shape says`);
+  }
+  return Float32Array.from(flat as number[]);
 }
 
 function readImages(input: RequestInput, section: Buffer | undefined, limits: AdmissionLimits): Uint8Array[] {

@@ -7,10 +7,12 @@ import type { ClassifyReply, ErrorReply } from '../../../shared/protocol/classif
 import { isErrorReply } from '../../../shared/protocol/classify.ts';
 import { ServiceError } from '../../../shared/protocol/errors.ts';
 import { NUM_CLASSES } from '../../../shared/labels.ts';
-import { PROBABILITIES_OUTPUT } from '../../../shared/protocol/open-inference.ts';
+import { IMAGE_INPUT, PROBABILITIES_OUTPUT, TENSOR_INPUT } from '../../../shared/protocol/open-inference.ts';
 import type { Hub } from '../../hub/hub.ts';
 import type { AnsweredInference, ReadInference } from './infer-request.ts';
-import { answeredInference, wantsAllClasses } from './infer-request.ts';
+import { answeredInference, imageCount, wantsAllClasses } from './infer-request.ts';
+
+const NO_FILE = new Uint8Array(0);
 
 export interface RunContext {
   /** When the request arrived (performance.now()): its deadline and timings count from here. */
@@ -28,11 +30,15 @@ export interface RunContext {
  */
 export async function runInference(hub: Hub, read: ReadInference, context: RunContext): Promise<AnsweredInference | ErrorReply> {
   // Taken whole or not at all: a request refused halfway would have spent the cores on images nobody gets.
-  if (read.images.length > hub.maxQueue) {
+  const count = imageCount(read);
+  if (count > hub.maxQueue) {
     throw new ServiceError('invalid_request', `this hub queues at most ${hub.maxQueue} images (--max-queue); send at most that many in one request`);
   }
-  const whole = hub.refusalNow(read.images.length);
+  const whole = hub.refusalNow(count);
   if (whole) throw whole;
+  if (read.tensors.length > 0 && !context.localWorkers) {
+    throw new ServiceError('invalid_request', `this hub has no local workers (--workers 0), and only they take the ${TENSOR_INPUT} input; send the image files as ${IMAGE_INPUT}`);
+  }
   const all = wantsAllClasses(read);
   if (all && !context.localWorkers) {
     throw new ServiceError(
@@ -42,11 +48,13 @@ export async function runInference(hub: Hub, read: ReadInference, context: RunCo
   }
   const top = Math.max(1, ...read.outputs.map((output) => output.classification ?? 1));
   const allClasses: Array<Float32Array | undefined> = [];
+  // One job per image: an encoded file to decode, or the model's input as sent.
+  const inputs = read.tensors.length > 0 ? read.tensors.map((tensor) => ({ image: NO_FILE, tensor })) : read.images.map((image) => ({ image }));
   const replies = await Promise.all(
-    read.images.map((image, i) =>
+    inputs.map((input, i) =>
       hub.classify(
         {
-          image,
+          ...input,
           top,
           requestId: read.id,
           offload: true,
