@@ -68,6 +68,9 @@ export class PreprocessPool {
    * Takes ownership of `bytes`: a buffer of its own is moved to the worker, not copied.
    */
   preprocess(bytes: Uint8Array): Promise<Preprocessed> {
+    // Nothing to decode, and possibly a buffer already moved to a worker by an earlier call: such
+    // a message would reach the worker as nothing at all, and never be answered.
+    if (bytes.byteLength === 0) return Promise.reject(new ServiceError('unsupported_image', 'The image is empty (0 bytes).'));
     const entry = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
     const imageSlot = this.images.acquire();

@@ -216,6 +216,47 @@ test('SIGTERM in the middle of a swap: the hub drains and exits 0', { timeout: 3
   assert.equal(await hub.exited, 0);
 });
 
+test('Open Inference requests of several images across a swap: every image of an answer was computed with the weights its version names', { timeout: 300_000 }, async () => {
+  const store = await copyOfTestStore('store-v2', TINY_MODEL_DIR);
+  const hub = await launchHub({ args: [...HUB_ARGS, '--model-dir', store, '--model-poll-ms', '0'] });
+  try {
+    const names = [...PHOTO_NAMES];
+    const body = JSON.stringify({
+      inputs: [{ name: 'image', datatype: 'BYTES', shape: [names.length], data: names.map((name) => photo(name).toString('base64')) }],
+      outputs: [{ name: 'probabilities', parameters: { classification: 3 } }],
+    });
+    const infer = async () => (await (await fetch(`${hub.http}/v2/models/resnet50/infer`, { method: 'POST', body })).json()) as { model_version: string; outputs: Array<{ data: string[] }> };
+    /** Per model version, each photo's top 3 as "index:label" (the probabilities apart). */
+    const topOf = (answer: Awaited<ReturnType<typeof infer>>) => names.map((_, i) => answer.outputs[0].data.slice(3 * i, 3 * i + 3).map((entry) => entry.split(':').slice(1).join(':')));
+    const before = await infer();
+    await execFileAsync(process.execPath, ['--import', 'tsx', 'model-tools/import-cli.ts', tinyH5File, '--architecture', 'tiny-resnet', '--model-dir', store], { cwd: REPO_ROOT });
+    let stopping = false;
+    const answers: Array<Awaited<ReturnType<typeof infer>>> = [];
+    const clients = Array.from({ length: 4 }, async () => {
+      while (!stopping) answers.push(await infer());
+    });
+    await sleep(300);
+    hub.child.kill('SIGHUP');
+    await waitForSwapEnd(hub);
+    await sleep(300);
+    stopping = true;
+    await Promise.all(clients);
+    const after = await infer();
+    assert.notEqual(after.model_version, before.model_version, 'the swap happened');
+    const reference = new Map([
+      [before.model_version, topOf(before)],
+      [after.model_version, topOf(after)],
+    ]);
+    assert.notDeepEqual(reference.get(before.model_version), reference.get(after.model_version), 'the two weights answer differently');
+    const versions = new Set(answers.map((answer) => answer.model_version));
+    console.log(`# ${answers.length} requests of ${names.length} images across the swap`);
+    assert.deepEqual([...versions].sort(), [...reference.keys()].sort(), 'answers from both sides of the swap');
+    for (const answer of answers) assert.deepEqual(topOf(answer), reference.get(answer.model_version), `every image of an answer of ${answer.model_version.slice(0, 12)} is that model's`);
+  } finally {
+    await hub.stop();
+  }
+});
+
 test('a hub on int8: new weights get a new model.int8.onnx before the switch, and replies say int8 on both sides of it', { timeout: 300_000 }, async () => {
   const store = await copyOfTestStore('store-int8', TINY_MODEL_DIR);
   const before = (await readManifest(store))!.weightsSha256;

@@ -63,3 +63,13 @@ test('a slot is given back when its image is refused, and reused by the next one
   image.release();
   assert.equal(pool.imageSlotsInUse, 0);
 });
+
+test('a file given twice (the first call moved its memory to the worker) is refused the second time, not left unanswered', async () => {
+  const bytes = Uint8Array.from(photos[1]);
+  const first = await pool.preprocess(bytes);
+  assert.ok(Buffer.from(first.rgb).equals(expected[1]));
+  first.release();
+  assert.equal(bytes.byteLength, 0, 'the pool took the buffer');
+  await assert.rejects(pool.preprocess(bytes), (error: unknown) => error instanceof ServiceError && error.code === 'unsupported_image');
+  assert.equal(pool.imageSlotsInUse, 0);
+});

@@ -206,7 +206,7 @@ export function answeredInference(read: ReadInference, replies: readonly Classif
     const entries = replies.flatMap((reply) => reply.predictions.slice(0, k).map((prediction) => classificationEntry(prediction.probability, prediction.index, prediction.label)));
     return { name: output.name, datatype: 'BYTES', shape: [replies.length, k], binary: output.binary, entries };
   });
-  // The weights that computed the answers; replies computed across a swap name the first.
+  // The weights that computed every answer (run-inference.ts computes again what a swap left on older ones).
   return { ...(read.id !== undefined ? { id: read.id } : {}), modelVersion: replies[0].model.sha256, outputs };
 }
 

@@ -3,7 +3,7 @@
  * or refused whole, one job per image, through the same admission, queue, scheduler and
  * executors as every other request.
  */
-import type { ClassifyReply, ErrorReply } from '../../../shared/protocol/classify.ts';
+import type { ClassifyReply, ErrorReply, Reply } from '../../../shared/protocol/classify.ts';
 import { isErrorReply } from '../../../shared/protocol/classify.ts';
 import { ServiceError } from '../../../shared/protocol/errors.ts';
 import { NUM_CLASSES } from '../../../shared/labels.ts';
@@ -50,24 +50,41 @@ export async function runInference(hub: Hub, read: ReadInference, context: RunCo
   const allClasses: Array<Float32Array | undefined> = [];
   // One job per image: an encoded file to decode, or the model's input as sent.
   const inputs = read.tensors.length > 0 ? read.tensors.map((tensor) => ({ image: NO_FILE, tensor })) : read.images.map((image) => ({ image }));
-  const replies = await Promise.all(
-    inputs.map((input, i) =>
-      hub.classify(
-        {
-          ...input,
-          top,
-          requestId: read.id,
-          offload: true,
-          ...(context.deadlineMs !== undefined ? { deadlineMs: context.deadlineMs } : {}),
-          ...(all ? { onAllClasses: (probabilities: Float32Array) => void (allClasses[i] = probabilities) } : {}),
-        },
-        context.receivedAt,
-      ),
-    ),
-  );
+  // A copy each time (a Buffer's slice() would be a view): the hub takes ownership of the file it is given, moved to a decoding thread.
+  const classify = (i: number) =>
+    hub.classify(
+      {
+        ...inputs[i],
+        image: new Uint8Array(inputs[i].image),
+        top,
+        requestId: read.id,
+        offload: true,
+        ...(context.deadlineMs !== undefined ? { deadlineMs: context.deadlineMs } : {}),
+        ...(all ? { onAllClasses: (probabilities: Float32Array) => void (allClasses[i] = probabilities) } : {}),
+      },
+      context.receivedAt,
+    );
+  let replies = await Promise.all(inputs.map((_, i) => classify(i)));
+  // The answer names one model version: images computed by older weights than the others (a swap
+  // in the middle of the request) are computed again with the hub's weights now.
+  for (let round = 0; round < MAX_RECOMPUTE_ROUNDS && mixedWeights(replies); round++) {
+    const current = hub.model.sha256;
+    replies = await Promise.all(replies.map((reply, i) => (!isErrorReply(reply) && reply.model.sha256 !== current ? classify(i) : reply)));
+  }
   const failed = replies.find(isErrorReply);
   if (failed) return failed;
+  if (mixedWeights(replies)) {
+    return hub.refuse(new ServiceError('internal', 'the weights changed more than once while this request ran; send it again'), { requestId: read.id });
+  }
   return answeredInference(read, replies as ClassifyReply[], allClasses);
+}
+
+/** A second swap in the time of one request is rare; a third is not waited for. */
+const MAX_RECOMPUTE_ROUNDS = 2;
+
+function mixedWeights(replies: readonly Reply[]): boolean {
+  const answered = replies.filter((reply): reply is ClassifyReply => !isErrorReply(reply));
+  return answered.length === replies.length && answered.some((reply) => reply.model.sha256 !== answered[0].model.sha256);
 }
 
 export function isAnswered(outcome: AnsweredInference | ErrorReply): outcome is AnsweredInference {
