@@ -15,7 +15,6 @@ import { Metadata, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import type { GrpcObject, ServerErrorResponse, ServerUnaryCall, ServiceClientConstructor, sendUnaryData } from '@grpc/grpc-js';
 import { loadPackageDefinition } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import type { Logger } from '../../../lib/log.ts';
 import type { ModelInfo } from '../../../shared/protocol/classify.ts';
 import type { ErrorCode } from '../../../shared/protocol/errors.ts';
 import { ServiceError } from '../../../shared/protocol/errors.ts';
@@ -30,28 +29,20 @@ import type {
   ModelMetadataResponse,
   ServerMetadataResponse,
 } from '../../../shared/protocol/open-inference-grpc.ts';
-import type { Hub } from '../../hub/hub.ts';
-import type { AdmissionLimits } from '../admission.ts';
 import { GRPC_STATUS_BY_CODE } from '../grpc-status.ts';
 import { tokenDigest } from '../upgrade-guard.ts';
 import { encodeBytesElements, encodeFp32 } from './binary-tensors.ts';
 import type { AnsweredInference } from './infer-request.ts';
 import { maxInferenceBytes, readInference } from './infer-request.ts';
+import type { OpenInferenceOptions } from './open-inference-routes.ts';
 import { isAnswered, runInference } from './run-inference.ts';
 import { modelMetadata, namesVersion } from './served-model.ts';
 
 export const ERROR_CODE_TRAILER = 'resnet-hub-error-code';
 
-export interface OpenInferenceGrpcOptions {
-  hub: Hub;
-  limits: AdmissionLimits;
-  /** The model new requests are computed with. */
-  model: () => ModelInfo;
-  serverName: string;
-  serverVersion: string;
-  localWorkers: boolean;
+/** The REST routes' options, and the API token, which gRPC checks itself (the HTTP front does it for REST). */
+export interface OpenInferenceGrpcOptions extends OpenInferenceOptions {
   apiToken?: string;
-  log: Logger;
 }
 
 /** A call that failed: its status, what to tell the client, and the hub's code when there is one. */
