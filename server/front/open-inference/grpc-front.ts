@@ -109,7 +109,7 @@ export class OpenInferenceGrpcFront {
     });
   }
 
-  /** A unary call answered by `answer`, which may throw a CallError (or a ServiceError). */
+  /** A unary call answered by `answer`, which may throw NotFound or a ServiceError. */
   private unary<Request, Response>(answer: (request: Request) => Response): Unary<Request, Response> {
     return (call, callback) => {
       const refused = this.unauthorized(call.metadata);

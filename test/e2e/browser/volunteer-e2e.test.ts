@@ -105,7 +105,9 @@ test('the full ResNet50 runs through WebGPU on a volunteer', { timeout: 600_000 
   const browser = await launchChromium();
   const hub = await launchHub({ modelDir: TEST_MODEL_DIR, args: ['--workers', '0'] });
   try {
-    const { tab } = await joinVolunteer(browser, hub, '', 400_000);
+    // One image per job: what is tested is ResNet50 on WebGPU, and a tab that offers batches
+    // first compiles and warms them up (half a minute more of SwiftShader).
+    const { tab } = await joinVolunteer(browser, hub, '&max_batch=1', 400_000);
     const started = performance.now();
     const { reply } = await dealerRequest(hub.zmq, payloadOf(images[1]), 300_000);
     const result = expectSuccess(reply);
